@@ -1,0 +1,71 @@
+# tlteach: every set-up step is a make target. Needs only Python 3.10+ and make.
+#   make course   create .venv, install, execute every notebook on the best device, build the book
+#   make test     create .venv, install with test extras, run unit tests + nbval (quick preset)
+#   make lab      open JupyterLab on notebooks/ (widgets included)
+#   make doctor   check the installation
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# Extra pip arguments for torch. Empty by default (PyPI's wheel: CUDA on Linux, CPU elsewhere).
+# On a Linux machine without a GPU, a CPU-only wheel is far smaller:
+#   make course TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: course test lab doctor install lint book clean-cache help
+help:
+	@sed -n '2,6p' Makefile
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first, so that nothing pulls a build the user did not choose
+$(VENV)/.torch: | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_PIP_ARGS) "torch>=2.2"
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e ".[test]"
+	@touch $@
+
+$(VENV)/.installed-lab: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e ".[lab]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+doctor: $(VENV)/.installed
+	$(PY) -m tlteach doctor
+
+course: $(VENV)/.installed
+	$(PY) -m tlteach doctor
+	$(PY) scripts/run_notebooks.py
+	@echo
+	@echo "Executed notebooks: $(CURDIR)/notebooks/  (timings: $(CURDIR)/benchmarks/notebook_times.csv)"
+	@echo "The book is not built yet (book/ is a placeholder until the book lands)."
+
+# Unit tests and nbval over every notebook in the quick preset, two workers on two cores.
+test: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	TLTEACH_PRESET=quick OMP_NUM_THREADS=1 $(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile \
+		tests notebooks --nbval-lax --sanitize-with notebooks/sanitize.cfg
+
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+
+lab: $(VENV)/.installed-lab $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks/
+
+book:
+	@echo "The book is a placeholder until it lands (see book/README.md)."
+
+clean-cache: $(VENV)/.installed
+	$(PY) -c "from tlteach import cache; print(cache.clear(), 'files removed from', cache.cache_dir())"

@@ -1,0 +1,30 @@
+"""Shared test settings: offline, a private cache per test session, the quick preset."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Every test session gets its own empty cache, so tests never see a learner's artifacts."""
+    old = os.environ.get("TLTEACH_CACHE")
+    os.environ["TLTEACH_CACHE"] = str(tmp_path_factory.mktemp("tlteach-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TLTEACH_CACHE", None)
+    else:
+        os.environ["TLTEACH_CACHE"] = old
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty cache folder for one test."""
+    monkeypatch.setenv("TLTEACH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

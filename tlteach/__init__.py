@@ -1,0 +1,14 @@
+"""tlteach: the helper package behind the transfer-learning course's notebooks.
+
+Each module holds one idea (see DESIGN.md): ``data`` (corpora, splits, token blocks), ``tokenizer``,
+``losses``, ``presets`` (budgets, device, seed), ``cache``; later ``gpt``, ``train``, ``ewc``, ``lora``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .environment import show_environment  # noqa: E402
+from .presets import Preset, get_preset, seed_everything  # noqa: E402
+
+__all__ = ["Preset", "__version__", "get_preset", "seed_everything", "show_environment"]

@@ -1,0 +1,24 @@
+"""Command line: ``python -m tlteach doctor`` (checks the installation)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tlteach``."""
+    parser = argparse.ArgumentParser(prog="python -m tlteach", description="The tlteach course's helper commands.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="check Python, torch, the device, the packages, the corpora and the cache")
+    args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from .environment import doctor
+
+        return 1 if doctor() else 0
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

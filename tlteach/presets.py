@@ -1,0 +1,110 @@
+"""Presets: one course, three budgets (``quick``, ``cpu``, ``gpu``), device choice and seeding.
+
+Every notebook reads one preset (taught from notebook 01 on). The preset follows the device unless
+``TLTEACH_PRESET`` names one; ``TLTEACH_SEED`` sets the seed that every random choice follows.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+PRESET_NAMES = ("quick", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A budget: tokenizer and model sizes, batch and step counts, device and precision."""
+
+    name: str
+    vocab_size: int  # BPE vocabulary trained on the source corpus
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int  # context length in tokens
+    batch_size: int
+    bigram_steps: int  # optimisation steps for notebook 01's bigram model
+    device: str = "cpu"
+    seed: int = 0
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype: bf16 on a CUDA GPU that supports it, otherwise None (full fp32)."""
+        if self.device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+
+    def as_dict(self) -> dict:
+        """The preset as a plain dict (for printing and for cache keys)."""
+        return asdict(self)
+
+
+_BUDGETS = {
+    # CI smoke budget on a 2-core CPU: every lesson's effect still shows, on a very small model.
+    "quick": dict(vocab_size=1024, n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=16,
+                  bigram_steps=300),
+    # A learner's laptop: minutes per notebook.
+    "cpu": dict(vocab_size=2048, n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32,
+                bigram_steps=1000),
+    # A CUDA GPU (sized on an H100): the figures in the published book.
+    "gpu": dict(vocab_size=4096, n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64,
+                bigram_steps=2000),
+}
+
+
+def best_device() -> str:
+    """The best device available: ``cuda``, then Apple's ``mps``, then ``cpu`` (notebook 01)."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def default_preset_name(device: str | None = None) -> str:
+    """``gpu`` on CUDA, ``cpu`` elsewhere: the preset a device implies."""
+    device = device or best_device()
+    return "gpu" if device.startswith("cuda") else "cpu"
+
+
+def get_seed() -> int:
+    """The seed from ``TLTEACH_SEED`` (default 0)."""
+    raw = os.environ.get("TLTEACH_SEED", "0").strip() or "0"
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"TLTEACH_SEED must be an integer, got {raw!r}; unset it or set e.g. TLTEACH_SEED=1") from None
+
+
+def get_preset(name: str | None = None, device: str | None = None) -> Preset:
+    """The preset to run with (notebook 01 onwards).
+
+    ``name`` wins, then ``TLTEACH_PRESET``, then the preset the device implies. ``device`` defaults to
+    the best one available (``TLTEACH_DEVICE`` overrides it).
+    """
+    device = device or os.environ.get("TLTEACH_DEVICE") or best_device()
+    name = name or os.environ.get("TLTEACH_PRESET") or default_preset_name(device)
+    name = name.strip().lower()
+    if name not in _BUDGETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESET_NAMES)} "
+                         "(set TLTEACH_PRESET or pass name=...)")
+    return Preset(name=name, device=device, seed=get_seed(), **_BUDGETS[name])
+
+
+def with_changes(preset: Preset, **changes) -> Preset:
+    """A copy of ``preset`` with some fields changed (for exercises and sweeps)."""
+    return replace(preset, **changes)
+
+
+def seed_everything(seed: int | None = None) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a fresh ``torch.Generator`` seeded the same way (notebook 01)."""
+    seed = get_seed() if seed is None else int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
