@@ -1,4 +1,4 @@
-"""Command line: ``python -m tlteach doctor`` (checks the installation)."""
+"""Command line: ``python -m tlteach doctor`` (checks the installation) and ``python -m tlteach pretrain``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tlteach", description="The tlteach course's helper commands.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="check Python, torch, the device, the packages, the corpora and the cache")
+    from .pretrain import add_arguments
+
+    add_arguments(sub.add_parser("pretrain", help="pretrain the GPT on a named corpus or a text file (nanoGPT's flags)"))
     args = parser.parse_args(argv)
+    if args.command == "pretrain":
+        from .pretrain import main as pretrain_main
+
+        return pretrain_main(args)
     if args.command == "doctor":
         from .environment import doctor
 

@@ -50,6 +50,15 @@ class Tokenizer:
         """Write the tokenizer to a JSON file."""
         raise NotImplementedError
 
+    def fingerprint(self) -> str:
+        """A short hash of the vocabulary: checkpoints record it so a model is never paired with another tokenizer."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self._vocab_for_hash(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def _vocab_for_hash(self):
+        raise NotImplementedError
+
     def __len__(self) -> int:
         return self.vocab_size
 
@@ -79,6 +88,9 @@ class BPETokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._backend.decode(list(map(int, ids)), skip_special_tokens=False)
+
+    def _vocab_for_hash(self):
+        return self._backend.get_vocab()
 
     def token_strings(self, ids: Iterable[int]) -> list[str]:
         """Each token as readable text (bytes decoded one token at a time; for looking at what BPE learned)."""
@@ -132,6 +144,9 @@ class CharTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[int(i)] for i in ids)
+
+    def _vocab_for_hash(self):
+        return self.chars
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"kind": "char", "chars": self.chars}), encoding="utf-8")

@@ -1,0 +1,230 @@
+"""The tiny GPT, written from scratch, and its conversion to and from ``transformers``' GPT-2 (notebook 02).
+
+Names follow GPT-2 (and nanoGPT): ``transformer.wte`` (token embedding), ``wpe`` (position embedding),
+``h`` (the blocks: ``ln_1``, ``attn.c_attn``, ``attn.c_proj``, ``ln_2``, ``mlp.c_fc``, ``mlp.c_proj``),
+``ln_f`` and ``lm_head`` (tied to ``wte``). Attention goes through ``F.scaled_dot_product_attention``, so
+CUDA gets flash attention. The GELU is GPT-2's tanh approximation, so the weights mean the same thing in
+``transformers.GPT2LMHeadModel`` and the logits agree to float tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    """The architecture: sizes only (training settings live in ``train.TrainConfig``)."""
+
+    vocab_size: int = 2048
+    block_size: int = 128  # the longest context the position embedding covers
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True  # GPT-2 has biases in Linear and LayerNorm layers
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_preset(cls, preset, vocab_size: int | None = None) -> GPTConfig:
+        """The model a preset asks for (``quick``, ``cpu``, ``gpu``)."""
+        return cls(vocab_size=vocab_size or preset.vocab_size, block_size=preset.block_size,
+                   n_layer=preset.n_layer, n_head=preset.n_head, n_embd=preset.n_embd)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        """A config from a dict, ignoring keys that are not config fields."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where each position sees only itself and earlier positions."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_size)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: widen 4x, GELU, project back."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: ``x + attn(ln(x))``, then ``x + mlp(ln(x))``."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """A GPT-2-style language model (notebook 02; fine-tuned in every later notebook)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied input and output embeddings
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2 * n_layer)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (the tied output matrix counted once; optionally without the position embedding)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """Logits ``(B, T, vocab)``, and the mean cross-entropy against ``targets`` when given."""
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than the context, block_size={self.config.block_size}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue ``idx`` (B, T) by sampling ``max_new_tokens`` tokens (notebook 02).
+
+        ``temperature`` < 1 sharpens the distribution, > 1 flattens it; ``top_k`` keeps only the k most
+        likely tokens. ``temperature=0`` picks the most likely token (greedy).
+        """
+        was_training = self.training
+        self.eval()
+        for _ in range(max_new_tokens):
+            cond = idx[:, -self.config.block_size:]
+            logits, _ = self(cond)
+            logits = logits[:, -1, :].float()
+            if temperature == 0:
+                nxt = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                probs = F.softmax(logits, dim=-1)
+                nxt = torch.multinomial(probs.cpu(), num_samples=1, generator=generator).to(idx.device)
+            idx = torch.cat((idx, nxt), dim=1)
+        self.train(was_training)
+        return idx
+
+
+# ----------------------------------------------------------------------------- transformers' GPT-2
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def to_hf_config(config: GPTConfig, eos_token_id: int | None = None):
+    """The ``transformers.GPT2Config`` describing the same architecture."""
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+                      n_layer=config.n_layer, n_head=config.n_head, activation_function="gelu_new",
+                      resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+                      layer_norm_epsilon=1e-5, bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+                      pad_token_id=eos_token_id, tie_word_embeddings=True)
+
+
+def to_hf(model: GPT, eos_token_id: int | None = None):
+    """A ``transformers.GPT2LMHeadModel`` with the same weights (notebook 02): same logits, usable by
+    ``generate``, ``save_pretrained``, pipelines and ``peft``."""
+    from transformers import GPT2LMHeadModel
+
+    if not model.config.bias:
+        raise ValueError("GPT-2 has biases; convert a model built with bias=True")
+    hf = GPT2LMHeadModel(to_hf_config(model.config, eos_token_id))
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k == "lm_head.weight":
+            continue
+        sd[k] = v.t().contiguous() if k.endswith(_CONV1D) else v  # GPT-2's Conv1D stores (in, out)
+    missing, unexpected = hf.load_state_dict(sd, strict=False)
+    missing = [m for m in missing if m != "lm_head.weight" and not m.endswith((".attn.bias", ".attn.masked_bias"))]
+    if missing or unexpected:
+        raise RuntimeError(f"conversion to GPT-2 failed: missing {missing}, unexpected {unexpected}")
+    hf.tie_weights()
+    return hf.to(next(model.parameters()).device).eval()
+
+
+def from_hf(hf) -> GPT:
+    """A tlteach :class:`GPT` from a ``transformers.GPT2LMHeadModel`` (the inverse of :func:`to_hf`)."""
+    c = hf.config
+    if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(f"cannot convert a GPT-2 with activation {c.activation_function!r}; tlteach uses gelu_new")
+    config = GPTConfig(vocab_size=c.vocab_size, block_size=c.n_positions, n_layer=c.n_layer, n_head=c.n_head,
+                       n_embd=c.n_embd, dropout=c.resid_pdrop, bias=True)
+    model = GPT(config)
+    sd = {k: (v.t().contiguous() if k.endswith(_CONV1D) else v) for k, v in hf.state_dict().items()
+          if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    sd["lm_head.weight"] = sd["transformer.wte.weight"]
+    model.load_state_dict(sd, strict=True)
+    return model.to(next(hf.parameters()).device)

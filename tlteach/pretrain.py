@@ -1,0 +1,153 @@
+"""Pretraining the tiny GPT on the source corpus, cached so any notebook can be opened first (notebook 02).
+
+:func:`pretrained_model` loads the preset's pretrained model from the cache, or trains it
+(deterministically, for the seed) and stores it. :func:`main` is ``python -m tlteach pretrain``, with flags
+named as in nanoGPT, for pretraining on a named corpus or on any text file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import cache, checkpoint, data
+from .gpt import GPT, GPTConfig
+from .presets import Preset, get_preset
+from .tokenizer import CharTokenizer, get_tokenizer
+from .train import TrainConfig, train
+
+FORMAT_VERSION = 1
+
+
+def pretrain_config(preset: Preset) -> TrainConfig:
+    """The pretraining schedule a preset asks for."""
+    return TrainConfig(max_iters=preset.pretrain_iters, batch_size=preset.batch_size, block_size=preset.block_size,
+                       learning_rate=preset.pretrain_lr, min_lr=preset.pretrain_lr / 10,
+                       warmup_iters=max(1, preset.pretrain_iters // 20), eval_interval=preset.eval_interval,
+                       eval_iters=preset.eval_iters, seed=preset.seed)
+
+
+def token_splits(corpus: str, tokenizer) -> dict[str, torch.Tensor]:
+    """A corpus's splits as token streams (train, validation, test)."""
+    ds = data.load_corpus(corpus)
+    return {s: data.encode_split(ds[s], tokenizer) for s in data.SPLITS}
+
+
+def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, progress: bool = True):
+    """The preset's GPT pretrained on ``corpus``, with its tokenizer and training history (notebook 02).
+
+    Loaded from the cache when there; otherwise trained now (the same seed gives the same model on the
+    CPU) and stored. Returns ``(model, tokenizer, history)``; the model is on the preset's device.
+    """
+    import pandas as pd
+
+    preset = preset or get_preset()
+    tok = get_tokenizer("bpe", vocab_size=preset.vocab_size)
+    config = GPTConfig.from_preset(preset, vocab_size=tok.vocab_size)
+    tcfg = pretrain_config(preset)
+    tcfg.progress = progress
+    key = {"format": FORMAT_VERSION, "corpus": corpus, "fingerprint": data.fingerprint(data.load_corpus(corpus)["train"]),
+           "tokenizer": tok.fingerprint(), "model": config.to_dict(),
+           "train": {k: v for k, v in tcfg.to_dict().items() if k not in ("progress", "log")},
+           "device": "cuda" if preset.device.startswith("cuda") else preset.device}
+
+    def build(path: Path) -> None:
+        splits = token_splits(corpus, tok)
+        torch.manual_seed(preset.seed)
+        model = GPT(config).to(preset.device)
+        result = train(model, splits["train"], tcfg, eval_sets={"train": splits["train"], "val": splits["validation"]})
+        checkpoint.save_model(result.model, path, tok, extra={"history": result.history.to_dict(orient="list"),
+                                                                "tokens_per_s": result.tokens_per_s,
+                                                                "interrupted": result.interrupted})
+        if result.interrupted:
+            raise KeyboardInterrupt("pretraining was interrupted; nothing was cached")
+
+    def load(path: Path):
+        model = checkpoint.load_model(path, config=config, tokenizer=tok, device=preset.device)
+        history = pd.DataFrame(checkpoint.read_metadata(path)["extra"]["history"])
+        return model, tok, history
+
+    return cache.cached("pretrained", key, ".safetensors", build, load)
+
+
+# ----------------------------------------------------------------------------- python -m tlteach pretrain
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``python -m tlteach pretrain`` (nanoGPT's names where the idea is the same)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", default=None, help=f"a named corpus: {', '.join(data.CORPORA)} (default shakespeare)")
+    src.add_argument("--text", default=None, help="a UTF-8 text file: the first 90%% trains, the last 10%% validates")
+    p.add_argument("--preset", default=None, help="quick, cpu or gpu: defaults for every flag below")
+    p.add_argument("--tokenizer", choices=["char", "bpe"], default="bpe")
+    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (default: the preset's)")
+    for flag, typ in [("--n-layer", int), ("--n-head", int), ("--n-embd", int), ("--block-size", int),
+                      ("--batch-size", int), ("--max-iters", int), ("--learning-rate", float), ("--min-lr", float),
+                      ("--warmup-iters", int), ("--lr-decay-iters", int), ("--eval-interval", int),
+                      ("--eval-iters", int), ("--weight-decay", float), ("--beta1", float), ("--beta2", float),
+                      ("--grad-clip", float), ("--seed", int)]:
+        p.add_argument(flag, type=typ, default=None)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--bias", choices=["true", "false"], default="true",
+                   help="biases in Linear and LayerNorm layers (GPT-2 has them; nanoGPT's default is false)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--out", default=None, help="checkpoint folder to write (model.safetensors, config.json, tokenizer.json)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``python -m tlteach pretrain``; print nanoGPT-style progress, tokens/s and the wall time."""
+    wall = time.perf_counter()
+    preset = get_preset(args.preset, device=args.device)
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    if args.text:
+        path = Path(args.text).expanduser()
+        if not path.is_file():
+            raise SystemExit(f"error: --text {path}: no such file")
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise SystemExit(f"error: --text {path} is empty")
+        n = int(0.9 * len(text))  # nanoGPT: the first 90% trains, the last 10% validates
+        if args.tokenizer == "char":
+            tok = CharTokenizer.train(text)
+            train_ids, val_ids = (torch.tensor(tok.encode(t), dtype=torch.long) for t in (text[:n], text[n:]))
+        else:
+            corpus = data.load_text(text[:n], name=path.name)
+            tok = get_tokenizer("bpe", vocab_size=pick(args.vocab_size, preset.vocab_size), corpus=corpus)
+            train_ids, val_ids = (torch.tensor(tok.encode(t), dtype=torch.long) for t in (text[:n], text[n:]))
+        source = str(path)
+    else:
+        name = args.dataset or data.SOURCE
+        ds = data.load_corpus(name)
+        tok = (get_tokenizer("char", corpus=name) if args.tokenizer == "char"
+               else get_tokenizer("bpe", vocab_size=pick(args.vocab_size, preset.vocab_size), corpus=name))
+        train_ids, val_ids = data.encode_split(ds["train"], tok), data.encode_split(ds["validation"], tok)
+        source = name
+    config = GPTConfig(vocab_size=tok.vocab_size, block_size=pick(args.block_size, preset.block_size),
+                       n_layer=pick(args.n_layer, preset.n_layer), n_head=pick(args.n_head, preset.n_head),
+                       n_embd=pick(args.n_embd, preset.n_embd), dropout=args.dropout, bias=args.bias == "true")
+    lr = pick(args.learning_rate, preset.pretrain_lr)
+    tcfg = TrainConfig(max_iters=pick(args.max_iters, preset.pretrain_iters),
+                       batch_size=pick(args.batch_size, preset.batch_size), block_size=config.block_size,
+                       learning_rate=lr, min_lr=pick(args.min_lr, lr / 10), warmup_iters=pick(args.warmup_iters, 100),
+                       lr_decay_iters=args.lr_decay_iters, weight_decay=pick(args.weight_decay, 0.1),
+                       beta1=pick(args.beta1, 0.9), beta2=pick(args.beta2, 0.99), grad_clip=pick(args.grad_clip, 1.0),
+                       eval_interval=pick(args.eval_interval, preset.eval_interval),
+                       eval_iters=pick(args.eval_iters, preset.eval_iters), compile=args.compile,
+                       seed=pick(args.seed, preset.seed), progress=sys.stderr.isatty(), log=True)
+    torch.manual_seed(tcfg.seed)
+    model = GPT(config).to(preset.device)
+    print(f"pretraining on {source}: {len(train_ids):,} training tokens, {len(val_ids):,} validation tokens, "
+          f"{tok.kind} tokenizer ({tok.vocab_size} tokens); {model.num_params():,} parameters on {preset.device}")
+    result = train(model, train_ids, tcfg, eval_sets={"train": train_ids, "val": val_ids})
+    print(f"tokens/s: {result.tokens_per_s:,.0f} ({1000 * result.train_seconds / max(result.steps, 1):.1f} ms/iter "
+          f"over {result.steps} iterations)")
+    if args.out:
+        where = checkpoint.save_model(result.model, args.out, tok,
+                                      extra={"train": tcfg.to_dict(), "source": source,
+                                             "history": result.history.to_dict(orient="list")})
+        print(f"checkpoint: {where}")
+    print(f"wall time: {time.perf_counter() - wall:.1f} s")
+    return 130 if result.interrupted else 0
