@@ -37,11 +37,13 @@ def token_splits(corpus: str, tokenizer) -> dict[str, torch.Tensor]:
     return {s: data.encode_split(ds[s], tokenizer) for s in data.SPLITS}
 
 
-def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, progress: bool = True):
+def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, progress: bool = True,
+                     on_eval=None):
     """The preset's GPT pretrained on ``corpus``, with its tokenizer and training history (notebook 02).
 
     Loaded from the cache when there; otherwise trained now (the same seed gives the same model on the
     CPU) and stored. Returns ``(model, tokenizer, history)``; the model is on the preset's device.
+    ``on_eval(row)`` is called after each evaluation while training (e.g. ``plots.LiveLoss``).
     """
     import pandas as pd
 
@@ -59,7 +61,8 @@ def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, pr
         splits = token_splits(corpus, tok)
         torch.manual_seed(preset.seed)
         model = GPT(config).to(preset.device)
-        result = train(model, splits["train"], tcfg, eval_sets={"train": splits["train"], "val": splits["validation"]})
+        result = train(model, splits["train"], tcfg, eval_sets={"train": splits["train"], "val": splits["validation"]},
+                       on_eval=on_eval)
         checkpoint.save_model(result.model, path, tok, extra={"history": result.history.to_dict(orient="list"),
                                                                 "tokens_per_s": result.tokens_per_s,
                                                                 "interrupted": result.interrupted})

@@ -135,14 +135,16 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
           eval_sets: dict[str, torch.Tensor] | None = None,
           penalty: Callable[[nn.Module], torch.Tensor] | None = None,
           groups: Sequence[dict] | None = None,
-          hooks: Sequence[Callable[[int, nn.Module], None]] = ()) -> TrainResult:
+          hooks: Sequence[Callable[[int, nn.Module], None]] = (),
+          on_eval: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``model`` for ``cfg.max_iters`` steps; the one loop of the course (notebook 02 onwards).
 
     ``batches`` is a token stream (sampled with ``cfg.block_size``/``cfg.batch_size``) or a function of a
     ``torch.Generator`` returning ``(x, y)`` (a data mix). ``eval_sets`` maps names to token streams,
     evaluated at step 0, every ``cfg.eval_interval`` steps and at the end. ``penalty(model)`` is added
     to the loss. ``groups`` overrides the optimizer's parameter groups (an ``lr_scale`` key scales a
-    group's learning rate). Each hook is called as ``hook(step, model)`` before every step.
+    group's learning rate). Each hook is called as ``hook(step, model)`` before every step, and
+    ``on_eval(row)`` after every evaluation (a live loss plot, say).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -172,6 +174,8 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
         row["elapsed"] = time.perf_counter() - start
         history.append(row)
         recent.clear()
+        if on_eval is not None:
+            on_eval(row)
         if cfg.log:
             losses = ", ".join(f"{n} loss {row[n]:.4f}" for n in eval_sets)
             print(f"step {step}: {losses}" if losses else f"step {step}: batch loss {row['batch_loss']:.4f}")
