@@ -56,7 +56,7 @@ course: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m ruff check .
 	TLTEACH_PRESET=quick OMP_NUM_THREADS=1 $(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile \
-		tests notebooks --nbval-lax --sanitize-with notebooks/sanitize.cfg
+		tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .

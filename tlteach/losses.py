@@ -26,8 +26,13 @@ def logsumexp(logits: torch.Tensor) -> torch.Tensor:
 
 
 def log_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Stable ``log softmax`` over the last dimension: ``z - logsumexp(z)`` (notebook 01)."""
-    return logits - logsumexp(logits).unsqueeze(-1)
+    """Stable ``log softmax`` over the last dimension: ``z - logsumexp(z)`` (notebook 01).
+
+    The maximum is subtracted first, so that ``z - m`` is exact and large logits (1e4, say) keep every
+    digit of their log-probabilities.
+    """
+    shifted = logits - logits.max(dim=-1, keepdim=True).values
+    return shifted - logsumexp(shifted).unsqueeze(-1)
 
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -57,6 +62,14 @@ def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     p = softmax(logits.float())
     onehot = torch.zeros_like(p).scatter_(-1, targets.long().unsqueeze(-1), 1.0)
     return (p - onehot) / targets.numel()
+
+
+def unigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:
+    """Cross-entropy of ``eval_ids`` under token frequencies counted on ``train_ids`` with add-one smoothing:
+    the baseline a model that ignores context can reach (notebooks 01, 02 and 05)."""
+    counts = torch.bincount(train_ids, minlength=vocab_size).double() + 1.0
+    logp = torch.log(counts / counts.sum())
+    return float(-logp[eval_ids].mean())
 
 
 def perplexity(loss: float | torch.Tensor) -> float:

@@ -43,7 +43,7 @@ def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, pr
 
     Loaded from the cache when there; otherwise trained now (the same seed gives the same model on the
     CPU) and stored. Returns ``(model, tokenizer, history)``; the model is on the preset's device.
-    ``on_eval(row)`` is called after each evaluation while training (e.g. ``plots.LiveLoss``).
+    ``on_eval(row)`` is called after each evaluation while training (e.g. ``live.LiveLoss``).
     """
     import pandas as pd
 

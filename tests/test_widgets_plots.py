@@ -1,0 +1,109 @@
+"""The logit explorer's computation and the static figures (notebook 01)."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from tlteach import plots, widgets  # noqa: E402
+
+
+@pytest.mark.parametrize("temperature", [0.1, 1.0, 7.0])
+@pytest.mark.parametrize("target", [0, 2])
+def test_explorer_state(temperature: float, target: int) -> None:
+    logits = [2.0, -1.0, 0.5, 3.0]
+    s = widgets.explorer_state(logits, temperature, target)
+    assert math.isclose(sum(s.probs), 1.0, rel_tol=1e-12)
+    assert all(p > 0 for p in s.probs)
+    assert math.isclose(s.loss, -math.log(s.probs[target]), rel_tol=1e-12)
+    expected = torch.softmax(torch.tensor(logits, dtype=torch.float64) / temperature, 0)
+    assert torch.allclose(torch.tensor(s.probs, dtype=torch.float64), expected)
+    # the gradient against autograd, temperature included
+    z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    (-torch.log_softmax(z / temperature, 0)[target]).backward()
+    assert torch.allclose(torch.tensor(s.grad, dtype=torch.float64), z.grad)
+    assert math.isclose(s.perplexity, 1 / s.probs[target], rel_tol=1e-9)
+
+
+def test_explorer_state_extremes_and_shift_invariance() -> None:
+    base = widgets.explorer_state([1.0, 2.0, 3.0], 1.0, 0)
+    shifted = widgets.explorer_state([1001.0, 1002.0, 1003.0], 1.0, 0)
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(base.probs, shifted.probs, strict=True))
+    huge = widgets.explorer_state([1e4, 0.0], 1.0, 1)
+    assert math.isfinite(huge.loss) and math.isclose(huge.loss, 1e4)
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=0.0), dict(temperature=-1.0), dict(target=3), dict(target=-1)])
+def test_explorer_state_rejects_bad_input(bad: dict) -> None:
+    kwargs = dict(logits=[1.0, 2.0, 3.0], temperature=1.0, target=0) | bad
+    with pytest.raises(ValueError):
+        widgets.explorer_state(**kwargs)
+
+
+def test_state_html_marks_target() -> None:
+    html = widgets.state_html(widgets.explorer_state([1.0, 0.0], 1.0, 1), ["a", "<b>"])
+    assert "&lt;b&gt;" in html and "'<b>'" not in html  # labels are escaped
+    rows = html.split("<tr>")[2:]  # after the header row
+    assert "target" not in rows[0] and "target" in rows[1]
+
+
+def test_logit_explorer_widget_reacts() -> None:
+    box = widgets.logit_explorer([2.0, 1.0, 0.0], labels=["x", "y", "z"], target=0)
+    sliders = box.children[0].children[0].children
+    html = box.children[1]
+    before = html.value
+    assert f"{widgets.explorer_state([2.0, 1.0, 0.0], 1.0, 0).loss:.3f}" in before
+    sliders[0].value = -5.0
+    assert html.value != before
+    assert f"{widgets.explorer_state([-5.0, 1.0, 0.0], 1.0, 0).loss:.3f}" in html.value
+    with pytest.raises(ValueError):
+        widgets.logit_explorer([1.0, 2.0], labels=["only one"])
+
+
+def test_logit_explorer_figure() -> None:
+    fig = plots.logit_explorer_figure(
+        [2.0, 1.0, 0.5, -1.0], target=1, labels=list("abcd"), temperatures=(0.5, 1.0, 2.0)
+    )
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3
+    for ax, temp in zip(fig.axes, (0.5, 1.0, 2.0), strict=True):
+        heights = [bar.get_height() for bar in ax.patches]
+        assert len(heights) == 4 and math.isclose(sum(heights), 1.0, rel_tol=1e-9)
+        loss = widgets.explorer_state([2.0, 1.0, 0.5, -1.0], temp, 1).loss
+        assert f"{loss:.2f}" in ax.get_title()
+        assert ax.patches[1].get_facecolor() != ax.patches[0].get_facecolor()  # the target stands out
+    with pytest.raises(ValueError):
+        plots.logit_explorer_figure([1.0, 2.0], labels=["a"])
+
+
+def test_loss_curve() -> None:
+    history = [6.9 - 0.01 * i for i in range(100)]
+    fig = plots.loss_curve(
+        history,
+        baselines={"uniform": 6.93, "unigram": 5.7, "third": 5.0, "fourth": 4.0},
+        evals={"validation": [(99, 6.0)]},
+        smooth=10,
+    )
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "step"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("uniform" in t for t in labels) and any("fourth" in t for t in labels)
+    assert any("validation" in t for t in labels)
+    assert len(ax.lines) == 2 + 4 + 1
+    with pytest.raises(ValueError):
+        plots.loss_curve([])
+
+
+def test_moving_average() -> None:
+    assert plots.moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+    assert plots.moving_average([5.0], 10) == [5.0]
+    with pytest.raises(ValueError):
+        plots.moving_average([1.0], 0)
