@@ -1,7 +1,9 @@
 """tlteach: the helper package behind the transfer-learning course's notebooks.
 
 Each module holds one idea (see DESIGN.md): ``data`` (corpora, splits, token blocks), ``tokenizer``,
-``losses``, ``presets`` (budgets, device, seed), ``cache``; later ``gpt``, ``train``, ``ewc``, ``lora``.
+``losses``, ``presets`` (budgets, device, seed), ``cache``, ``gpt`` (the model and its GPT-2 twin),
+``checkpoint`` (safetensors), ``train`` (the one training loop), ``pretrain``, ``embeddings``, ``plots``,
+``live`` (a loss curve drawn while training) and ``widgets``.
 """
 
 from __future__ import annotations
