@@ -53,7 +53,7 @@ _BUDGETS = {
                   bigram_steps=300, pretrain_iters=600, pretrain_lr=3e-3, eval_interval=100, eval_iters=8),
     # A learner's laptop: minutes per notebook.
     "cpu": dict(vocab_size=2048, n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32,
-                bigram_steps=1000, pretrain_iters=2000, pretrain_lr=2e-3, eval_interval=200, eval_iters=20),
+                bigram_steps=500, pretrain_iters=2000, pretrain_lr=2e-3, eval_interval=200, eval_iters=20),
     # A CUDA GPU (sized on an H100): the figures in the published book.
     "gpu": dict(vocab_size=4096, n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64,
                 bigram_steps=2000, pretrain_iters=2000, pretrain_lr=1e-3, eval_interval=250, eval_iters=20),
