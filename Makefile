@@ -1,8 +1,10 @@
 # tlteach: every set-up step is a make target. Needs only Python 3.10+ and make.
 #   make course   create .venv, install, execute every notebook on the best device, build the book
-#   make test     create .venv, install with test extras, run unit tests + nbval (quick preset)
+#   make test     create .venv, install with test extras, run unit tests + nbval (quick preset) + the book check
 #   make lab      open JupyterLab on notebooks/ (widgets included)
+#   make book     build the book (book/_build/html) from the notebooks' stored outputs, warnings as errors
 #   make doctor   check the installation
+#   make practice regenerate practice/ (student versions) from notebooks/ after editing a notebook
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -15,9 +17,9 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: course test lab doctor install lint book clean-cache help
+.PHONY: course test lab doctor install lint book practice clean-cache help
 help:
-	@sed -n '2,6p' Makefile
+	@sed -n '2,8p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +34,13 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 	$(PIP) install -q -e .
 	@touch $@
 
+# the test extras and the book's: tests/test_book_browser.py builds the book and opens it in Chromium
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,book]"
+	@touch $@
+
+$(VENV)/.installed-book: pyproject.toml $(VENV)/.torch
+	$(PIP) install -q -e ".[book]"
 	@touch $@
 
 $(VENV)/.installed-lab: pyproject.toml $(VENV)/.torch
@@ -50,7 +57,7 @@ course: $(VENV)/.installed
 	$(PY) scripts/run_notebooks.py
 	@echo
 	@echo "Executed notebooks: $(CURDIR)/notebooks/  (timings: $(CURDIR)/benchmarks/notebook_times.csv)"
-	@echo "The book is not built yet (book/ is a placeholder until the book lands)."
+	@$(MAKE) --no-print-directory book
 
 # Unit tests and nbval over every notebook in the quick preset, two workers on two cores.
 test: $(VENV)/.installed-test
@@ -60,12 +67,19 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(PY) -m ruff check .
+	$(PY) -m tlteach practice --check
+
+# Practice versions of the notebooks for students (solutions and implementations emptied, outputs cleared).
+practice: $(VENV)/.installed
+	$(PY) -m tlteach practice
 
 lab: $(VENV)/.installed-lab $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
 
-book:
-	@echo "The book is a placeholder until it lands (see book/README.md)."
+# Jupyter Book 1.x from the stored outputs (nothing executes): seconds. Fails on any warning, and when a
+# notebook is missing from book/_toc.yml. Prints the path of the index page last.
+book: $(VENV)/.installed-book
+	$(PY) scripts/build_book.py
 
 clean-cache: $(VENV)/.installed
 	$(PY) -c "from tlteach import cache; print(cache.clear(), 'files removed from', cache.cache_dir())"

@@ -3,7 +3,7 @@
 Each module holds one idea (see DESIGN.md): ``data`` (corpora, splits, token blocks), ``tokenizer``,
 ``losses``, ``presets`` (budgets, device, seed), ``cache``, ``gpt`` (the model and its GPT-2 twin),
 ``checkpoint`` (safetensors), ``train`` (the one training loop), ``pretrain``, ``embeddings``, ``plots``,
-``live`` (a loss curve drawn while training) and ``widgets``.
+``live`` (a loss curve drawn while training), ``widgets`` and ``practice`` (student versions).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tlteach doctor`` (checks the installation) and ``python -m tlteach pretrain``."""
+"""Command line: ``python -m tlteach doctor`` (checks the installation), ``pretrain`` and ``practice``."""
 
 from __future__ import annotations
 
@@ -14,11 +14,19 @@ def main(argv: list[str] | None = None) -> int:
     from .pretrain import add_arguments
 
     add_arguments(sub.add_parser("pretrain", help="pretrain the GPT on a named corpus or a text file (nanoGPT's flags)"))
+    practice = sub.add_parser("practice", help="write practice/ (solutions and implementations emptied), or --check it")
+    practice.add_argument("--notebooks", default="notebooks", help="folder of the full notebooks (default: notebooks)")
+    practice.add_argument("--out", default="practice", help="folder of the practice notebooks (default: practice)")
+    practice.add_argument("--check", action="store_true", help="write nothing; exit 1 if the folder is out of step")
     args = parser.parse_args(argv)
     if args.command == "pretrain":
         from .pretrain import main as pretrain_main
 
         return pretrain_main(args)
+    if args.command == "practice":
+        from .practice import main as practice_main
+
+        return practice_main(args.notebooks, args.out, check=args.check)
     if args.command == "doctor":
         from .environment import doctor
 
