@@ -13,9 +13,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache(tmp_path_factory):
-    """Every test session gets its own empty cache, so tests never see a learner's artifacts."""
+    """Every test run gets its own empty cache, so tests never see a learner's artifacts. The pytest-xdist
+    workers of one run share it (the cache locks each artifact), so notebook 04 reuses notebook 03's runs
+    as it does on a learner's machine."""
     old = os.environ.get("TLTEACH_CACHE")
-    os.environ["TLTEACH_CACHE"] = str(tmp_path_factory.mktemp("tlteach-cache"))
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent / "tlteach-cache" if os.environ.get("PYTEST_XDIST_WORKER") else base / "tlteach-cache"
+    root.mkdir(exist_ok=True)
+    os.environ["TLTEACH_CACHE"] = str(root)
     yield
     if old is None:
         os.environ.pop("TLTEACH_CACHE", None)

@@ -6,6 +6,9 @@ it exactly once (as the cell's last expression or with ``display(fig)``) and a l
 - :func:`logit_explorer_figure` (notebook 01): the static stand-in for the logit explorer widget.
 - :func:`loss_curve` (notebook 01 onwards): training loss per step, smoothed, with baselines and evaluations.
 - :func:`eval_curve` (notebook 02 onwards): a training history's evaluation losses (``live.LiveLoss`` redraws it).
+- :func:`lr_search_figure` (notebook 03): validation curves of one source at several learning rates.
+- :func:`learning_curve_figure` (notebook 03): test loss against target data, one line per source.
+- :func:`labelled_scatter` (notebook 04): one labelled point per source (transfer gain against similarity).
 """
 
 from __future__ import annotations
@@ -139,3 +142,77 @@ def eval_curve(history, sets: Sequence[str] | None = None, baselines: Mapping[st
     if rows and "tokens" in rows[-1]:
         title = f"{title}  ({rows[-1]['tokens']:,} training tokens seen)"
     return _finish(fig, ax, title, "cross-entropy (nats per token)", title_size=10)
+
+
+SOURCE_COLOURS = {"scratch": "#7f7f7f", "shakespeare": OTHER_COLOUR, "esco-skills": "#2ca02c",
+                  "python-docs": "#9467bd", "shakespeare+esco-skills": "#17becf", "shakespeare+shakespeare": "#8c564b"}
+
+
+def lr_search_figure(runs: Sequence[Mapping], title: str = "one source, three learning rates") -> Figure:
+    """Validation loss against step for runs that differ in learning rate, each run's best point ringed and
+    the chosen run (lowest validation loss) drawn thick (notebook 03). ``runs`` are ``transfer.finetune_run``
+    records."""
+    if not runs:
+        raise ValueError("no runs to plot")
+    best = min(runs, key=lambda r: r["val"])
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for i, r in enumerate(sorted(runs, key=lambda r: r["lr"])):
+        h = r["history"]
+        chosen = r is best
+        line, = ax.plot(h["step"], h["val"], "-", linewidth=2.5 if chosen else 1.2,
+                        color=EVAL_COLOURS[i % len(EVAL_COLOURS)],
+                        label=f"lr {r['lr']:g}: best {r['val']:.3f} at step {r['step']}" + (" (chosen)" if chosen else ""))
+        ax.plot([r["step"]], [r["val"]], "o", markersize=9, markerfacecolor="none", color=line.get_color())
+    ax.set_ylabel("target validation loss (nats per token)")
+    ax.set_xlabel("step")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def learning_curve_figure(curve, y: str = "test", title: str = "learning curves on the target domain",
+                          labels: Mapping[str, str] | None = None) -> Figure:
+    """``y`` (default: test loss) against the number of target training tokens, log scale, one line per
+    source (notebook 03). ``curve`` is a ``transfer.learning_curve`` table; runs stopped by the step cap
+    rather than by early stopping are drawn as hollow markers."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for i, (source, rows) in enumerate(curve.groupby("source", sort=False)):
+        rows = rows.sort_values("tokens")
+        colour = SOURCE_COLOURS.get(source, EVAL_COLOURS[i % len(EVAL_COLOURS)])
+        name = (labels or {}).get(source, source)
+        ax.plot(rows["tokens"], rows[y], "-", color=colour, label=name)
+        capped = rows["capped"] if "capped" in rows else [False] * len(rows)
+        for t, v, c in zip(rows["tokens"], rows[y], capped, strict=True):
+            ax.plot([t], [v], "o", color=colour, markerfacecolor="none" if c else colour)
+    ax.set_xscale("log")
+    ax.set_xlabel("target training tokens (log scale)")
+    ax.set_ylabel(f"target {y} loss (nats per token)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if "capped" in curve and curve["capped"].any():
+        ax.plot([], [], "o", color="grey", markerfacecolor="none", label="hollow: stopped by the step cap")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def labelled_scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], xlabel: str, ylabel: str,
+                     title: str) -> Figure:
+    """One labelled point per item, e.g. each source's transfer gain against its similarity (notebook 04)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for x, y, label in zip(xs, ys, labels, strict=True):
+        ax.plot([x], [y], "o", markersize=8, color=SOURCE_COLOURS.get(label, OTHER_COLOUR))
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.2, y=0.2)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

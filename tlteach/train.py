@@ -59,7 +59,46 @@ class TrainResult:
     steps: int = 0
     tokens_per_s: float = float("nan")
     train_seconds: float = 0.0
+    stopped_early: bool = False  # ``on_eval`` asked to stop (e.g. :class:`EarlyStopping`)
     extras: dict = field(default_factory=dict)
+
+
+class EarlyStopping:
+    """An ``on_eval`` callback that stops training when ``metric`` has not improved for ``patience``
+    evaluations, and keeps a copy of the best weights (notebook 03 onwards).
+
+    >>> stop = EarlyStopping("val", patience=3)                      # doctest: +SKIP
+    >>> result = train(model, ids, cfg, eval_sets={"val": val_ids}, on_eval=stop)  # doctest: +SKIP
+    >>> stop.restore(result.model); stop.best, stop.best_step        # doctest: +SKIP
+    """
+
+    def __init__(self, metric: str = "val", patience: int = 3, min_delta: float = 0.0, keep_best: bool = True) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1 evaluation, got {patience}")
+        self.metric, self.patience, self.min_delta, self.keep_best = metric, patience, min_delta, keep_best
+        self.best, self.best_step, self.bad_evals = math.inf, 0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.model: nn.Module | None = None  # set by :func:`train`
+
+    def __call__(self, row: dict) -> bool:
+        """Record one evaluation row; return True when training should stop."""
+        if self.metric not in row:
+            raise KeyError(f"EarlyStopping watches {self.metric!r}, but the evaluation sets are "
+                           f"{[k for k in row if k not in ('step', 'tokens', 'lr', 'batch_loss', 'elapsed')]}")
+        value = row[self.metric]
+        if value < self.best - self.min_delta:
+            self.best, self.best_step, self.bad_evals = value, int(row["step"]), 0
+            if self.keep_best and self.model is not None:
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return False
+        self.bad_evals += 1
+        return self.bad_evals >= self.patience
+
+    def restore(self, model: nn.Module) -> nn.Module:
+        """Load the best weights seen back into ``model`` (a no-op when none were kept)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        return model
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -144,7 +183,8 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
     evaluated at step 0, every ``cfg.eval_interval`` steps and at the end. ``penalty(model)`` is added
     to the loss. ``groups`` overrides the optimizer's parameter groups (an ``lr_scale`` key scales a
     group's learning rate). Each hook is called as ``hook(step, model)`` before every step, and
-    ``on_eval(row)`` after every evaluation (a live loss plot, say).
+    ``on_eval(row)`` after every evaluation (a live loss plot, say); when it returns True, training stops
+    there (:class:`EarlyStopping` does this).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -164,9 +204,11 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
     start = time.perf_counter()
     train_time, tokens, step = 0.0, 0, 0
     recent: list[float] = []
-    interrupted = False
+    interrupted = stopped = False
+    if hasattr(on_eval, "model"):
+        on_eval.model = model
 
-    def log_eval(step: int) -> None:
+    def log_eval(step: int) -> bool:
         row = {"step": step, "tokens": tokens, "lr": lr_at(min(step, cfg.max_iters - 1), cfg),
                "batch_loss": sum(recent) / len(recent) if recent else float("nan")}
         for name, ids in eval_sets.items():
@@ -174,17 +216,19 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
         row["elapsed"] = time.perf_counter() - start
         history.append(row)
         recent.clear()
-        if on_eval is not None:
-            on_eval(row)
         if cfg.log:
             losses = ", ".join(f"{n} loss {row[n]:.4f}" for n in eval_sets)
             print(f"step {step}: {losses}" if losses else f"step {step}: batch loss {row['batch_loss']:.4f}")
+        return bool(on_eval(row)) if on_eval is not None else False
 
     bar = tqdm(total=cfg.max_iters, disable=not cfg.progress, desc="training", leave=True)
     model.train()
     try:
-        log_eval(0)
+        stopped = log_eval(0)
         for step in range(1, cfg.max_iters + 1):
+            if stopped:
+                step -= 1
+                break
             for hook in hooks:
                 hook(step, model)
             lr = lr_at(step - 1, cfg)
@@ -208,7 +252,7 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / max(train_time, 1e-9):,.0f}", refresh=False)
             if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                log_eval(step)
+                stopped = log_eval(step)
     except KeyboardInterrupt:
         interrupted = True
         optimizer.zero_grad(set_to_none=True)
@@ -218,4 +262,5 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
         model.eval()
     steps_done = step if not interrupted else max(step - 1, 0)
     return TrainResult(model=model, history=pd.DataFrame(history), interrupted=interrupted, steps=steps_done,
-                       tokens_per_s=tokens / train_time if train_time else float("nan"), train_seconds=train_time)
+                       tokens_per_s=tokens / train_time if train_time else float("nan"), train_seconds=train_time,
+                       stopped_early=stopped)
