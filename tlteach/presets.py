@@ -70,6 +70,11 @@ def best_device() -> str:
     return "cpu"
 
 
+def device_key(device: str) -> str:
+    """The device as part of a cache key: ``cuda:1`` and ``cuda`` are one kind, so they share artifacts."""
+    return "cuda" if device.startswith("cuda") else device
+
+
 def default_preset_name(device: str | None = None) -> str:
     """``gpu`` on CUDA, ``cpu`` elsewhere: the preset a device implies."""
     device = device or best_device()

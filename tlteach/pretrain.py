@@ -16,7 +16,7 @@ import torch
 
 from . import cache, checkpoint, data
 from .gpt import GPT, GPTConfig
-from .presets import Preset, get_preset
+from .presets import Preset, device_key, get_preset
 from .tokenizer import CharTokenizer, get_tokenizer
 from .train import TrainConfig, train
 
@@ -55,7 +55,7 @@ def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, pr
     key = {"format": FORMAT_VERSION, "corpus": corpus, "fingerprint": data.fingerprint(data.load_corpus(corpus)["train"]),
            "tokenizer": tok.fingerprint(), "model": config.to_dict(),
            "train": {k: v for k, v in tcfg.to_dict().items() if k not in ("progress", "log")},
-           "device": "cuda" if preset.device.startswith("cuda") else preset.device}
+           "device": device_key(preset.device)}
 
     def build(path: Path) -> None:
         splits = token_splits(corpus, tok)

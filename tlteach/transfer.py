@@ -22,7 +22,7 @@ import torch
 
 from . import cache, checkpoint, data
 from .gpt import GPT, GPTConfig
-from .presets import _BUDGETS, Preset, get_preset, with_changes
+from .presets import _BUDGETS, Preset, device_key, get_preset, with_changes
 from .pretrain import pretrain_config, pretrained_model
 from .tokenizer import get_tokenizer
 from .train import EarlyStopping, TrainConfig, evaluate, train
@@ -45,11 +45,10 @@ _STUDY = {
 _SWEEP = {
     "quick": dict(fractions=(0.001, 0.003, 0.01, 0.03, 0.1), lrs=(3e-4, 1e-3, 3e-3), max_iters=1500, batch_size=8,
                   eval_interval=50, eval_iters=16, patience=3, small=0.003),
-    "cpu": dict(fractions=(0.001, 0.003, 0.01, 0.03, 0.1), lrs=(3e-4, 1e-3, 3e-3), max_iters=1500, batch_size=8,
-                eval_interval=50, eval_iters=16, patience=3, small=0.003),
     "gpu": dict(fractions=(0.001, 0.003, 0.01, 0.03, 0.1), lrs=(3e-4, 1e-3, 3e-3), max_iters=4000, batch_size=16,
                 eval_interval=100, eval_iters=16, patience=4, small=0.003),
 }
+_SWEEP["cpu"] = _SWEEP["quick"]  # the same small study model as quick (see _STUDY)
 
 
 def study_preset(preset: Preset | None = None) -> Preset:
@@ -106,7 +105,7 @@ def source_model(source: str, preset: Preset | None = None, progress: bool = Fal
     parent = "+".join(stages[:-1])
     cfg = continued_config(preset)
     cfg.progress = progress
-    key = {"format": FORMAT_VERSION, "source": source, "preset": _model_key(preset), "tokenizer": tok.fingerprint(),
+    key = {"format": FORMAT_VERSION, "source": source, "preset": model_key(preset), "tokenizer": tok.fingerprint(),
            "train": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "log")},
            "corpus": data.fingerprint(data.load_corpus(stages[-1])["train"])}
 
@@ -122,9 +121,10 @@ def source_model(source: str, preset: Preset | None = None, progress: bool = Fal
                         lambda p: checkpoint.load_model(p, config=config, tokenizer=tok, device=preset.device))
 
 
-def _model_key(preset: Preset) -> dict:
+def model_key(preset: Preset) -> dict:
+    """The preset as a cache key (any CUDA device counts as one: the same seed trains the same model)."""
     d = preset.as_dict()
-    d["device"] = "cuda" if preset.device.startswith("cuda") else preset.device
+    d["device"] = device_key(preset.device)
     return d
 
 
@@ -177,7 +177,7 @@ def finetune_run(source: str, fraction: float, lr: float, preset: Preset | None 
     cfg = finetune_config(preset, lr, settings, len(train_ids))
     key = {"format": FORMAT_VERSION, "source": source, "fraction": float(fraction), "lr": float(lr),
            "target": target, "subset": data.fingerprint(subset), "tokenizer": tok.fingerprint(),
-           "preset": _model_key(preset), "train": cfg.to_dict(), "patience": settings["patience"]}
+           "preset": model_key(preset), "train": cfg.to_dict(), "patience": settings["patience"]}
 
     def build(path: Path) -> None:
         ds = data.load_corpus(target)
