@@ -154,6 +154,14 @@ def _widget_html(model_id: str, state: dict, depth: int = 0) -> str:
         return f"<div>{_label(s)}{s.get('value', '')}</div>"
     if name == "LabelModel":
         return f"<div>{html.escape(str(s.get('value', '')))}</div>"
+    if name in {"SelectionSliderModel", "SelectionRangeSliderModel"}:  # the value is an index into the labels
+        labels, index = s.get("_options_labels", []), s.get("index", 0)
+        index = index[0] if isinstance(index, list) else index
+        shown = labels[index] if isinstance(index, int) and 0 <= index < len(labels) else ""
+        return (
+            f'<div class="tlteach-control">{_label(s)}<input type="range" disabled min="0" '
+            f'max="{max(len(labels) - 1, 0)}" step="1" value="{index}"><output>{html.escape(str(shown))}</output></div>'
+        )
     if name.endswith("SliderModel"):
         value = s.get("value")
         shown = value if not isinstance(value, list) else "–".join(map(str, value))
@@ -178,13 +186,15 @@ def _widget_html(model_id: str, state: dict, depth: int = 0) -> str:
             f'<div class="tlteach-control">{_label(s)}<progress max="{s.get("max", 100)}" '
             f'value="{s.get("value", 0)}"></progress></div>'
         )
-    if name in {"DropdownModel", "SelectModel", "RadioButtonsModel", "ToggleButtonsModel"}:
+    if name in {"DropdownModel", "SelectModel", "RadioButtonsModel", "ToggleButtonsModel", "SelectMultipleModel"}:
         labels, index = s.get("_options_labels", []), s.get("index")
+        chosen = set(index) if isinstance(index, list) else {index}
         options = "".join(
-            f"<option{' selected' if i == index else ''}>{html.escape(str(label))}</option>"
+            f"<option{' selected' if i in chosen else ''}>{html.escape(str(label))}</option>"
             for i, label in enumerate(labels)
         )
-        return f'<div class="tlteach-control">{_label(s)}<select disabled>{options}</select></div>'
+        multiple = " multiple" if name == "SelectMultipleModel" else ""
+        return f'<div class="tlteach-control">{_label(s)}<select disabled{multiple}>{options}</select></div>'
     if name in {"CheckboxModel", "ToggleButtonModel"}:
         checked = " checked" if s.get("value") else ""
         return f'<div class="tlteach-control">{_label(s)}<input type="checkbox" disabled{checked}></div>'

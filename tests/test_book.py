@@ -65,11 +65,15 @@ def notebook(tmp_path) -> Path:
         "pre": _model("HTMLModel", value="training:\u2007100%"),
         "prog": _model("FloatProgressModel", value=300.0, max=300.0, bar_style="success"),
         "post": _model("HTMLModel", value="\u2007300/300\u2007[00:02&lt;00:00]"),
-        "box": _model("VBoxModel", children=["IPY_MODEL_slider", "IPY_MODEL_pick", "IPY_MODEL_table"]),
+        "box": _model("VBoxModel", children=["IPY_MODEL_slider", "IPY_MODEL_pick", "IPY_MODEL_table", "IPY_MODEL_runs",
+                                          "IPY_MODEL_kinds"]),
         "slider": _model("FloatSliderModel", description="logit", value=2.0, min=-10.0, max=10.0,
                          readout_format=".2f"),
         "pick": _model("DropdownModel", description="target", _options_labels=["a", "b"], index=1),
         "table": _model("HTMLModel", value="<table><tr><td>p</td></tr></table>"),
+        "kinds": _model("SelectMultipleModel", description="methods", _options_labels=["ewc", "l2", "lora"],
+                        index=[0, 2]),
+        "runs": _model("SelectionSliderModel", description="rank", _options_labels=["r=2", "r=4", "r=8"], index=1),
     })
     nb.cells = [
         nbformat.v4.new_markdown_cell("### Exercise 1\n\nDo it.", metadata={"tags": ["exercise"]}),
@@ -119,6 +123,8 @@ def test_widgets_become_static_html(notebook):
     assert 'class="tlteach-widget"' in html and "interactive widget" in html
     assert '<input type="range" disabled' in html and "<output>2.00</output>" in html
     assert "<option selected>b</option>" in html and "<table><tr><td>p</td></tr></table>" in html
+    assert 'max="2" step="1" value="1"><output>r=4</output>' in html  # a selection slider shows its label
+    assert "<select disabled multiple><option selected>ewc</option><option>l2</option><option selected>lora" in html
     # no saved state: a tqdm bar shows nothing (its text is the 0% start), another widget a note
     (note,) = nb.cells[4].outputs
     assert "interactive widget" in note.data["text/html"] and "0%|" not in json.dumps(note)

@@ -273,6 +273,7 @@ CHAPTER_FACTS = """() => {
     progress: document.querySelectorAll('.tlteach-progress progress').length,
     widgets: widgets.length,
     widgetsWithoutFigure: widgets.filter(w => {
+      if (w.querySelector('img')) return false;  // its static rendering draws its own figure (the run explorers)
       const output = w.closest('.cell_output'); if (!output) return true;
       const img = output.querySelector('img');
       return !img || !(img.compareDocumentPosition(w) & Node.DOCUMENT_POSITION_FOLLOWING); }).length,

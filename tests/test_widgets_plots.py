@@ -107,3 +107,53 @@ def test_moving_average() -> None:
     assert plots.moving_average([5.0], 10) == [5.0]
     with pytest.raises(ValueError):
         plots.moving_average([1.0], 0)
+
+
+def _run(label: str, rise: float, steps=(0, 10, 20)) -> dict:
+    src = [4.0 + rise * i / (len(steps) - 1) for i in range(len(steps))]
+    tgt = [5.0 - 0.5 * i for i in range(len(steps))]
+    return {"label": label, "history": {"step": list(steps), "source": src, "target": tgt},
+            "source_before": src[0], "source_after": src[-1], "target_before": tgt[0], "target_after": tgt[-1],
+            "forgetting": rise, "trainable": 1234}
+
+
+def test_run_explorer_highlights_the_chosen_run() -> None:
+    runs = [_run("lr=1e-04", 0.2), _run("lr=1e-03", 1.0)]
+    text = widgets.run_html(runs, 1)
+    assert "<b>lr=1e-03</b>" in text and "+1.000 nats" in text and "+25%" in text and "1,234" in text
+    assert text.count("data:image/png;base64,") == 1
+    box = widgets.run_explorer(runs, description="lr", start=0)
+    slider, out = box.children
+    assert [label for label, _ in slider.options] == ["lr=1e-04", "lr=1e-03"]
+    assert "<b>lr=1e-04</b>" in out.value
+    slider.value = 1
+    assert "<b>lr=1e-03</b>" in out.value
+    with pytest.raises(ValueError, match="no runs"):
+        widgets.run_explorer([])
+
+
+def test_forgetting_figures() -> None:
+    runs = [_run("a", 0.2), _run("b", 1.0)]
+    fig = plots.forgetting_curves(runs, highlight=0, baselines={"unigram": 5.0})
+    left, right = fig.axes
+    assert len(left.lines) == 3 and len(right.lines) == 2  # two runs and the baseline on the source panel
+    assert left.lines[1].get_alpha() == 1.0 and left.lines[2].get_alpha() < 1.0
+    fig = plots.tradeoff_figure({"ewc": [(4.0, 5.0, "λ 1"), (4.5, 4.6, "")]},
+                                paths={"stopped early": ([5.0, 4.0], [4.0, 5.5])}, front=[(4.0, 5.0), (4.5, 4.6)],
+                                start=(5.0, 4.0))
+    ax = fig.axes[0]
+    assert "target" in ax.get_xlabel() and "source" in ax.get_ylabel()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"ewc", "stopped early", "Pareto front"}
+    fig = plots.layer_change_figure({"wte": 0.5, "ln_f": 0.1})
+    assert [p.get_width() for p in fig.axes[0].patches] == [0.5, 0.1]
+
+
+def test_fisher_groups_figure_marks_the_parameter_share() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame({"params": [30, 10], "mass": [0.25, 0.75]}, index=pd.Index(["wte", "ln_f"], name="group"))
+    fig = plots.fisher_groups_figure({"empirical": table, "true": table})
+    ax = fig.axes[0]
+    assert [round(p.get_width(), 2) for p in ax.patches] == [0.25, 0.75, 0.25, 0.75]
+    (ticks,) = [line for line in ax.lines if line.get_marker() == "|"]
+    assert list(ticks.get_xdata()) == [0.75, 0.25]  # each group's share of the parameters

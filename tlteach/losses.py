@@ -72,6 +72,15 @@ def unigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: in
     return float(-logp[eval_ids].mean())
 
 
+def bigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int, alpha: float = 0.1) -> float:
+    """Cross-entropy of ``eval_ids`` under next-token counts given the previous token, counted on ``train_ids``
+    with add-``alpha`` smoothing: the baseline of a model that sees one token of context (notebook 05)."""
+    pairs = train_ids[:-1].long() * vocab_size + train_ids[1:].long()
+    counts = torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size).double() + alpha
+    logp = torch.log(counts / counts.sum(dim=1, keepdim=True))
+    return float(-logp[eval_ids[:-1].long(), eval_ids[1:].long()].mean())
+
+
 def perplexity(loss: float | torch.Tensor) -> float:
     """``exp(loss)``: the number of equally likely tokens the model is, on average, choosing among (notebook 01)."""
     return math.exp(float(loss))

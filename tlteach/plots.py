@@ -9,6 +9,10 @@ it exactly once (as the cell's last expression or with ``display(fig)``) and a l
 - :func:`lr_search_figure` (notebook 03): validation curves of one source at several learning rates.
 - :func:`learning_curve_figure` (notebook 03): test loss against target data, one line per source.
 - :func:`labelled_scatter` (notebook 04): one labelled point per source (transfer gain against similarity).
+- :func:`forgetting_curves` (notebooks 05 to 07): source and target loss while fine-tuning, one line per run.
+- :func:`tradeoff_figure` (notebooks 06 to 08): target loss against source loss, one point per run.
+- :func:`layer_change_figure` (notebook 05): how far each module's weights moved; :func:`barh_figure` in general.
+- :func:`fisher_groups_figure` (notebook 06): the Fisher's mass per parameter group.
 """
 
 from __future__ import annotations
@@ -213,6 +217,129 @@ def labelled_scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.margins(x=0.2, y=0.2)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def forgetting_curves(records: Sequence[Mapping], highlight: int | None = None,
+                      baselines: Mapping[str, float] | None = None,
+                      title: str = "fine-tuning on the target, watching the source") -> Figure:
+    """Source (left) and target (right) validation loss against the fine-tuning step, one line per run
+    (notebooks 05 to 07). ``records`` are ``forgetting.forgetting_run`` results; run ``highlight`` is drawn
+    thick and the others faint; ``baselines`` (e.g. the source's unigram loss) go on the source panel."""
+    if not records:
+        raise ValueError("no runs to plot")
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharex=True)
+    colours = plt.get_cmap("viridis")([i / max(1, len(records) - 1) * 0.85 for i in range(len(records))])
+    _baselines(axes[0], baselines)
+    for i, r in enumerate(records):
+        h = r["history"]
+        faint = highlight is not None and i != highlight
+        style = dict(color=colours[i], alpha=0.25 if faint else 1.0, linewidth=1.0 if faint else 2.2)
+        for ax, domain in zip(axes, ("source", "target")):
+            ax.plot(h["step"], h[domain], "-", label=f"{r['label']} ({h[domain][-1]:.2f})", **style)
+    for ax, name in zip(axes, ("source (Shakespeare): forgetting", "target (ESCO occupations): learning")):
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("fine-tuning step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("validation loss (nats per token)")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+METHOD_MARKERS = {"full": "o", "ewc": "s", "l2": "D", "lora": "^", "replay": "v", "discriminative": "P",
+                  "unfreeze": "X"}
+METHOD_COLOURS = {"full": "#7f7f7f", "ewc": TARGET_COLOUR, "l2": "#ff7f0e", "lora": "#2ca02c", "replay": "#9467bd",
+                  "discriminative": "#8c564b", "unfreeze": "#17becf"}
+
+
+def tradeoff_figure(points: Mapping[str, Sequence[tuple[float, float, str]]],
+                    paths: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                    front: Sequence[tuple[float, float]] | None = None, start: tuple[float, float] | None = None,
+                    title: str = "learning against forgetting",
+                    highlight: tuple[float, float] | None = None) -> Figure:
+    """Target loss (x: learning, lower is better) against source loss (y: forgetting, lower is better), one
+    marker per run (notebooks 06 to 08). ``points`` maps a method to ``(target, source, label)`` triples;
+    ``paths`` maps a name to a run's trajectory (full fine-tuning stopped early at each evaluation); ``front``
+    is the Pareto front, ``start`` the pretrained model before fine-tuning, ``highlight`` a run to ring."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    for name, (xs, ys) in (paths or {}).items():
+        ax.plot(xs, ys, "--", color="grey", alpha=0.8, linewidth=1.2, label=name)
+    for method, pts in points.items():
+        if not pts:
+            continue
+        xs, ys, labels = zip(*pts)
+        kind = method.split()[0]
+        ax.plot(xs, ys, METHOD_MARKERS.get(kind, "o"), color=METHOD_COLOURS.get(kind, OTHER_COLOUR), markersize=7,
+                linestyle="-", linewidth=0.8, label=method)
+        for x, y, label in pts:
+            if label:
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if front:
+        fx, fy = zip(*sorted(front))
+        ax.plot(fx, fy, "-", color="black", linewidth=2.5, alpha=0.35, label="Pareto front", zorder=0)
+    if start is not None:
+        ax.plot([start[0]], [start[1]], "*", color="black", markersize=12, label="before fine-tuning")
+    if highlight is not None:
+        ax.plot([highlight[0]], [highlight[1]], "o", markersize=18, markerfacecolor="none", color="black",
+                markeredgewidth=2)
+    ax.set_xlabel("target validation loss (nats per token): lower = learned more")
+    ax.set_ylabel("source validation loss (nats per token): lower = forgot less")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def barh_figure(values: Mapping[str, float], xlabel: str, title: str, fmt: str | None = None) -> Figure:
+    """One horizontal bar per entry, in order, labelled with its value when ``fmt`` is given (notebooks 05 and 09)."""
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(7.0, 0.28 * len(names) + 1.2))
+    bars = ax.barh(range(len(names)), [values[n] for n in names], color=OTHER_COLOUR)
+    if fmt:
+        ax.bar_label(bars, [format(values[n], fmt) for n in names], padding=3, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    ax.margins(x=0.15)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def layer_change_figure(change: Mapping[str, float], title: str = "how far each part of the model moved") -> Figure:
+    """Relative weight change ``‖Δθ‖ / ‖θ‖`` per module, one horizontal bar each (notebook 05)."""
+    return barh_figure(change, "relative change of the weights, ‖θ_after − θ_before‖ / ‖θ_before‖", title)
+
+
+def fisher_groups_figure(groups: Mapping[str, object], title: str = "where the Fisher's mass sits") -> Figure:
+    """Share of the Fisher's total per parameter group, one bar per Fisher kind, with each group's share of the
+    parameters as a tick (where a flat Fisher would put it) (notebook 06). ``groups`` maps a kind to
+    ``ewc.fisher_by_group``'s table."""
+    tables = list(groups.items())
+    names = list(tables[0][1].index)
+    fig, ax = plt.subplots(figsize=(7.0, 0.32 * len(names) + 1.4))
+    height = 0.8 / len(tables)
+    for i, (kind, df) in enumerate(tables):
+        ax.barh([j + i * height for j in range(len(names))], df.loc[names, "mass"], height=height,
+                color=EVAL_COLOURS[i % len(EVAL_COLOURS)], label=f"{kind} Fisher")
+    share = tables[0][1].loc[names, "params"] / tables[0][1]["params"].sum()
+    ax.plot(share, [j + 0.4 - height / 2 for j in range(len(names))], "|", color="black", markersize=12,
+            label="share of the parameters (a flat Fisher)")
+    ax.set_yticks([j + 0.4 - height / 2 for j in range(len(names))], names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the Fisher's total")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -1,5 +1,7 @@
 """Interactive explorers for the notebooks (ipywidgets).
 
+- :func:`run_explorer` (notebooks 05 to 07): a slider over fine-tuning runs, their curves and numbers.
+- :func:`tradeoff_explorer` (notebook 08): pick methods and a run on the learning-against-forgetting plot.
 - :func:`logit_explorer` (notebook 01): move a few logits and a temperature, pick the target token, and see
   the probabilities, the loss ``-log p[target]`` and its gradient change. :func:`explorer_state` is the
   computation behind it, usable (and tested) without a browser.
@@ -133,3 +135,81 @@ def logit_explorer(
         control.observe(update, names="value")
     update()
     return w.VBox([w.HBox([w.VBox(sliders), w.VBox([temp, choice])]), out])
+
+
+def figure_html(fig, dpi: int = 80) -> str:
+    """A matplotlib figure as an inline PNG ``<img>`` (so a widget's HTML can show a plot, in the book too)."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def run_html(records: Sequence[dict], index: int, baselines: dict | None = None) -> str:
+    """What :func:`run_explorer` shows for run ``index``: its numbers, then every run's curves with it
+    highlighted."""
+    from . import plots
+
+    r = records[index]
+    rise = r["forgetting"] / r["source_before"]
+    head = (f"<p><b>{html.escape(r['label'])}</b>: source loss {r['source_before']:.3f} &rarr; "
+            f"{r['source_after']:.3f} (forgetting {r['forgetting']:+.3f} nats, {rise:+.0%}); target loss "
+            f"{r['target_before']:.3f} &rarr; {r['target_after']:.3f}; {r['trainable']:,} parameters trained</p>")
+    return head + figure_html(plots.forgetting_curves(records, highlight=index, baselines=baselines, title=""))
+
+
+def run_explorer(records: Sequence[dict], description: str = "run", baselines: dict | None = None,
+                 start: int = 0) -> ipywidgets.VBox:
+    """A slider over forgetting runs (a learning rate, a λ or a rank, notebooks 05 to 07): move it and the
+    chosen run's source and target curves stand out from the others, with its numbers above them."""
+    import ipywidgets as w
+
+    if not records:
+        raise ValueError("no runs to explore")
+    slider = w.SelectionSlider(options=[(r["label"], i) for i, r in enumerate(records)], value=start,
+                               description=description, continuous_update=False,
+                               style={"description_width": "80px"}, layout=w.Layout(width="520px"))
+    out = w.HTML(run_html(records, start, baselines))
+    slider.observe(lambda change: setattr(out, "value", run_html(records, change["new"], baselines)), names="value")
+    return w.VBox([slider, out])
+
+
+def tradeoff_html(records: Sequence[dict], kinds: Sequence[str], index: int, front: Sequence[int] = ()) -> str:
+    """What :func:`tradeoff_explorer` shows: the chosen run's numbers, then the learning-against-forgetting
+    plot of the runs of the chosen ``kinds``, the Pareto front and the chosen run ringed (notebook 08)."""
+    from . import plots
+
+    r = records[index]
+    points: dict[str, list] = {}
+    for rec in records:
+        if rec["method"]["kind"] in kinds:
+            points.setdefault(rec["method"]["kind"], []).append((rec["target_after"], rec["source_after"], ""))
+    fr = [(records[i]["target_after"], records[i]["source_after"]) for i in front]
+    head = (f"<p><b>{html.escape(r['label'])}</b>: target loss {r['target_after']:.3f}, source loss "
+            f"{r['source_after']:.3f} (forgetting {r['forgetting']:+.3f} nats); {r['trainable']:,} parameters "
+            f"trained; {'on' if index in set(front) else 'off'} the Pareto front</p>")
+    fig = plots.tradeoff_figure(points, front=fr, start=(r["target_before"], r["source_before"]), title="",
+                                highlight=(r["target_after"], r["source_after"]))
+    return head + figure_html(fig)
+
+
+def tradeoff_explorer(records: Sequence[dict], front: Sequence[int] = (), start: int = 0) -> ipywidgets.VBox:
+    """Pick the methods to show and a run to highlight on the learning-against-forgetting plot (notebook 08)."""
+    import ipywidgets as w
+
+    if not records:
+        raise ValueError("no runs to explore")
+    kinds = list(dict.fromkeys(r["method"]["kind"] for r in records))
+    pick = w.SelectMultiple(options=kinds, value=tuple(kinds), description="methods", rows=len(kinds))
+    run = w.Dropdown(options=[(r["label"], i) for i, r in enumerate(records)], value=start, description="highlight")
+    out = w.HTML()
+
+    def update(_change=None) -> None:
+        out.value = tradeoff_html(records, pick.value, run.value, front)
+
+    for control in (pick, run):
+        control.observe(update, names="value")
+    update()
+    return w.VBox([w.HBox([pick, run]), out])
