@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tlteach import forgetting, lora, losses, presets
+from tlteach import cache, forgetting, lora, losses, presets
 from tlteach.forgetting import Method
 from tlteach.gpt import GPT, GPTConfig
 
@@ -118,6 +118,10 @@ def test_forgetting_runs_measure_both_domains_and_are_cached(fresh_cache):
     fresh = forgetting.source_model("shakespeare", p)
     assert torch.equal(merged.transformer.wte.weight, fresh.transformer.wte.weight)  # frozen under LoRA
     assert not torch.equal(merged.transformer.h[0].mlp.c_fc.weight, fresh.transformer.h[0].mlp.c_fc.weight)
+    cache.clear("forgetting")
+    torch.rand(1000)  # whatever ran before in the process must not change a rebuilt run
+    again = forgetting.forgetting_run(Method("lora", rank=2), p, settings=TINY)
+    assert again["history"]["target"] == adapted["history"]["target"] and again["change"] == adapted["change"]
     table = forgetting.table([full, strong, adapted])
     assert list(table.kind) == ["full", "ewc", "lora"] and (table.forgetting == table.source_after
                                                             - table.source_before).all()

@@ -36,7 +36,7 @@ from .tokenizer import get_tokenizer
 from .train import TrainConfig, evaluate, train
 from .transfer import SCRATCH, model_key, source_model, study_preset
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: LoRA's adapters are initialised from the seed
 KINDS = ("full", "ewc", "l2", "lora", "replay", "discriminative", "unfreeze")
 
 RANKS = (2, 4, 8, 16)  # LoRA ranks of notebook 07's sweep
@@ -290,6 +290,7 @@ def _run(method: Method, preset: Preset | None, progress: bool, settings: dict |
         s = streams(preset)
         start = source_model(data.SOURCE, preset)
         model = source_model(data.SOURCE, preset)
+        torch.manual_seed(preset.seed)  # LoRA's random A: the same run whatever ran before it in this process
         extra = prepare(model, method, preset, settings)
         cfg.progress = progress
         batches = extra.pop("batches", s["target_train"])
