@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from tlteach import distributed
 from tlteach.distributed import ddp_train, same_update, shard_batches, state_for_saving, toy_stream
 from tlteach.gpt import GPT, GPTConfig
 from tlteach.train import TrainConfig, train
@@ -81,3 +82,11 @@ def test_two_processes_make_the_same_update_as_one(tmp_path):
     assert max((a[k] - start[k]).abs().max().item() for k in a) > 1e-3  # it trained: the weights moved
     val = [[float(v) for v in re.findall(r"val loss ([\d.]+)", out)] for out in (one, two)]
     assert len(val[0]) == 2 and val[0] == pytest.approx(val[1], abs=1e-3)  # evaluation inside the loop agrees
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without CUDA gives")
+def test_asking_for_cuda_without_a_gpu_says_what_to_do(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ValueError, match="--device cpu"):
+        distributed.setup("cuda")
+    assert distributed.setup("cpu") == (0, 1, torch.device("cpu"))

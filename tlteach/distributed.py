@@ -60,18 +60,24 @@ def shard_batches(ids: torch.Tensor, block_size: int, global_batch: int, rank: i
     return batches
 
 
-def setup() -> tuple[int, int, torch.device]:
-    """Join the process group torchrun set up (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): nccl on CUDA, gloo on
-    CPU. Without torchrun, a single process: ``(0, 1, device)`` and no process group (notebook 09)."""
-    cuda = torch.cuda.is_available()
+def setup(device: str = "cpu") -> tuple[int, int, torch.device]:
+    """Join the process group torchrun set up (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``): gloo for CPU processes,
+    nccl for ``device="cuda"`` (one GPU per process). Without torchrun, a single process: ``(0, 1, device)``
+    and no process group (notebook 09)."""
+    cuda = device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but this machine has no CUDA GPU; use --device cpu (gloo)")
     if "RANK" not in os.environ:
         return 0, 1, torch.device("cuda" if cuda else "cpu")
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
+    if cuda and torch.cuda.device_count() < world:
+        raise ValueError(f"{world} processes need {world} GPUs for nccl (one each); this machine has "
+                         f"{torch.cuda.device_count()}: use fewer processes, or --device cpu (gloo)")
+    local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if cuda else torch.device("cpu")
     if cuda:
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(local)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
-    return rank, world, device
+    return rank, world, local
 
 
 def cleanup() -> None:
@@ -162,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=100_000, help="length of the seeded toy token stream")
     p.add_argument("--corpus", default=None, help="train on a named corpus instead (BPE tokens)")
     p.add_argument("--eval-iters", type=int, default=4, help="validation batches at the start and the end (0: none)")
+    p.add_argument("--device", default="cpu", help="cpu (gloo, the default) or cuda (nccl, one GPU per process)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (off: float32, exact comparison)")
     p.add_argument("--out", default=None, help="a .safetensors file for the final weights (written by rank 0)")
     args = p.parse_args(argv)
     wall = time.perf_counter()
-    rank, world, device = setup()
+    rank, world, device = setup(args.device)
     try:
         if args.corpus:
             from . import data
