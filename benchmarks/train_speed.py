@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 
 import torch
 
+from tlteach.costs import StepClock
 from tlteach.environment import device_description
 from tlteach.gpt import GPT, GPTConfig
 from tlteach.presets import get_preset
@@ -51,20 +51,11 @@ def main() -> None:
     torch.manual_seed(0)
     model = GPT(cfg).to(preset.device)
     ids = torch.randint(cfg.vocab_size, (200_000,))
-    times: list[float] = []
-    last = [time.perf_counter()]
-
-    def clock(step: int, _model) -> None:  # called before each step: the gap is one whole step
-        if preset.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        if step > args.warmup + 1:
-            times.append(now - last[0])
-        last[0] = now
-
+    clock = StepClock(torch.device(preset.device))
     tcfg = TrainConfig(max_iters=args.warmup + args.steps + 1, batch_size=batch, block_size=cfg.block_size,
                        learning_rate=1e-3, warmup_iters=5, eval_interval=10**9, compile=args.compile, progress=False)
     train(model, ids, tcfg, hooks=[clock])
+    times = clock.times[args.warmup:]
     median = statistics.median(times)
     tokens = batch * cfg.block_size
     n = model.num_params()

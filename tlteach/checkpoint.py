@@ -42,9 +42,15 @@ def save_model(model: GPT, path: str | Path, tokenizer=None, extra: dict | None 
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict()),
             "tokenizer": json.dumps(tokenizer_info(tokenizer) if tokenizer is not None else None),
             "extra": json.dumps(extra or {})}
+    return save_atomic(state, path, meta)
+
+
+def save_atomic(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write ``state`` as a safetensors file at ``path`` atomically: a temporary file in the same folder, then a
+    rename, so a reader never sees half a file (models here, LoRA adapters in notebook 07)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        save_file(state, str(tmp), metadata=meta)
+        save_file(state, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

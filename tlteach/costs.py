@@ -9,8 +9,9 @@ arithmetic, :func:`measured_state_bytes` counts the tensors PyTorch really alloc
 operating system how much the process grew, :func:`cuda_peak` asks the GPU. Activations (which grow with batch
 size and context) are not in the arithmetic; a GPU's peak includes them, RSS after a step does not (freed by then).
 
-Speed. :func:`step_speed` times a full training step. Mixed precision (bf16 autocast) runs matmuls in 16 bits
-while the weights and AdamW stay fp32: on a GPU's tensor cores that is much faster; on a CPU it may not be.
+Speed. :func:`step_speed` times steps of the course's one training loop. Mixed precision (bf16 autocast, which the
+loop uses on a CUDA GPU) runs matmuls in 16 bits while the weights and AdamW stay fp32: on tensor cores that is
+much faster.
 ``torch.compile`` fuses operations into generated kernels: it costs compile time once, then may run faster.
 
 Compression. :func:`quantize_int8` stores each Linear weight as 8-bit integers plus a scale (dynamic
@@ -178,57 +179,51 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _amp(device: torch.device, amp: bool):
-    """The autocast context and its label: the loop's bf16 autocast on CUDA, CPU bf16 autocast on a CPU."""
-    if amp and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16), "CPU bf16 autocast"
-    ctx = autocast_for(device, amp)
-    return ctx, (f"{device.type.upper()} bf16 autocast" if isinstance(ctx, torch.autocast) else "fp32")
+class StepClock:
+    """A hook of the training loop that records the wall time of every step (notebook 09, benchmarks/):
+    the loop calls it before each step, so the gap between two calls is one whole step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.times, self._last = device, [], None
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        _sync(self.device)
+        now = time.perf_counter()
+        if self._last is not None:
+            self.times.append(now - self._last)
+        self._last = now
 
 
 def step_speed(model: nn.Module, batch_size: int, block_size: int, steps: int = 10, warmup: int = 2,
-               amp: bool = False, compile: bool | str = False, device: str | torch.device | None = None) -> dict:
-    """Tokens per second of full training steps (forward, backward, AdamW) on random tokens (notebook 09).
+               amp: bool = False, compile: bool = False, device: str | torch.device | None = None) -> dict:
+    """Tokens per second of the course's training loop (``train.train``: forward, backward, clipping, AdamW) on
+    random tokens, timed step by step with :class:`StepClock` (notebook 09).
 
-    A copy of ``model`` is trained, so ``model`` is untouched. ``warmup`` steps run first and are not timed;
-    with ``compile=True`` they include the compilation, and their time is returned as ``compile_seconds``
-    (small when this process, or inductor's cache on disk, already compiled the same architecture).
-    ``compile`` may also name a ``torch.compile`` backend: ``"aot_eager"`` traces without generating kernels.
-    ``amp`` is the loop's bf16 autocast on CUDA, and CPU bf16 autocast on a CPU; ``setting`` says which ran.
+    A copy of ``model`` is trained, so ``model`` is untouched. The first ``warmup`` steps are not counted; with
+    ``compile=True`` they include the compilation, and their time is returned as ``compile_seconds``. ``amp`` is
+    the loop's bf16 autocast, which it uses on a CUDA GPU only; ``setting`` says what ran. The median step time
+    gives ``ms_per_step``.
     """
+    import statistics
+
+    from .train import train
+
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if steps < 1 or warmup < (1 if compile else 0):
         raise ValueError(f"need steps >= 1 and warmup >= {1 if compile else 0}, got steps={steps}, warmup={warmup}")
-    model = copy.deepcopy(model).to(device).train()
-    cfg = TrainConfig()
-    optimizer = make_optimizer(param_groups(model, cfg.weight_decay), cfg, device)
-    backend = compile if isinstance(compile, str) else "inductor"
-    forward = torch.compile(model, backend=backend) if compile else model
-    ctx, label = _amp(device, amp)
-    label += (" + torch.compile" + ("" if backend == "inductor" else f" ({backend})")) if compile else ""
-    g = torch.Generator().manual_seed(0)
-    vocab = model.config.vocab_size
-    x, y = (torch.randint(vocab, (batch_size, block_size), generator=g).to(device) for _ in range(2))
-
-    def step() -> None:
-        with ctx:
-            _, loss = forward(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    compile_seconds = time.perf_counter() - t0 if compile else 0.0
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    return {"setting": label, "tokens_per_s": steps * batch_size * block_size / seconds,
-            "ms_per_step": 1000 * seconds / steps, "compile_seconds": compile_seconds}
+    model = copy.deepcopy(model).to(device)
+    ids = torch.randint(model.config.vocab_size, (max(10 * batch_size * block_size, 2 * block_size),),
+                        generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(max_iters=warmup + steps + 1, batch_size=batch_size, block_size=block_size, warmup_iters=1,
+                      eval_interval=10**9, compile=compile, amp=amp, progress=False)
+    clock = StepClock(device)
+    train(model, ids, cfg, hooks=[clock])
+    timed = clock.times[warmup:]
+    median = statistics.median(timed)
+    bf16 = isinstance(autocast_for(device, amp), torch.autocast)
+    label = ("CUDA bf16 autocast" if bf16 else "fp32") + (" + torch.compile" if compile else "")
+    return {"setting": label, "tokens_per_s": batch_size * block_size / median, "ms_per_step": 1000 * median,
+            "compile_seconds": sum(clock.times[:warmup]) if compile else 0.0}
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ the weights after the run, LoRA merged in), so notebook 08 reuses the runs of 05
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -33,8 +34,8 @@ from . import cache, checkpoint, data, ewc, lora
 from .gpt import GPT, GPTConfig
 from .presets import Preset, get_preset
 from .tokenizer import get_tokenizer
-from .train import TrainConfig, evaluate, train
-from .transfer import SCRATCH, model_key, source_model, study_preset
+from .train import TrainConfig, decay_groups, evaluate, train
+from .transfer import model_key, source_model, study_preset
 
 FORMAT_VERSION = 2  # 2: LoRA's adapters are initialised from the seed
 KINDS = ("full", "ewc", "l2", "lora", "replay", "discriminative", "unfreeze")
@@ -151,22 +152,23 @@ def run_config(method: Method, preset: Preset, settings: dict) -> TrainConfig:
 def source_fisher(preset: Preset | None = None, kind: str = "empirical", settings: dict | None = None
                   ) -> dict[str, torch.Tensor]:
     """The pretrained model's diagonal Fisher on source training text, normalised to mean 1 (notebook 06). Cached."""
-    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+    from safetensors.torch import save_file
 
     preset = preset or study_preset()
     n = (settings or forgetting_settings(preset))["fisher_examples"]
-    key = {"format": FORMAT_VERSION, "kind": kind, "n": n, "preset": model_key(preset)}
+    key = {"format": FORMAT_VERSION, "kind": kind, "n": n, "preset": model_key(preset), "layout": 2}
 
     def build(path: Path) -> None:
         model = source_model(data.SOURCE, preset)
         fisher = ewc.fisher_diagonal(model, streams(preset)["source_train"], n_examples=n, kind=kind,
                                      seed=preset.seed, progress=True)
-        save_file({k: v.cpu().contiguous() for k, v in ewc.normalise(fisher).items()}, str(path))
+        save_file({k: v.cpu().contiguous() for k, v in ewc.normalise(fisher).items()}, str(path),
+                  metadata={"order": json.dumps(list(fisher))})  # safetensors sorts the names: keep the model's order
 
     def load(path: Path) -> dict[str, torch.Tensor]:
-        stored = load_file(str(path))  # safetensors sorts the names: put them back in the model's order
-        names = [n for n, _ in source_model(SCRATCH, preset).named_parameters()]
-        return {n: stored[n].to(preset.device) for n in names}
+        with safe_open(str(path), framework="pt") as f:
+            return {n: f.get_tensor(n).to(preset.device) for n in json.loads(f.metadata()["order"])}
 
     return cache.cached("fisher", key, ".safetensors", build, load)
 
@@ -223,11 +225,8 @@ def layers(model: GPT) -> list[list[nn.Parameter]]:
 def scaled_groups(model: GPT, scales: Sequence[float], weight_decay: float = 0.1) -> list[dict]:
     """Optimizer groups, one pair per layer of :func:`layers` (matrices decay, vectors do not), with the
     layer's ``lr_scale`` (ULMFiT's discriminative learning rates: ``decay ** -depth``)."""
-    groups = []
-    for params, scale in zip(layers(model), scales, strict=True):
-        groups.append({"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": scale})
-        groups.append({"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr_scale": scale})
-    return [g for g in groups if g["params"]]
+    return [g for params, scale in zip(layers(model), scales, strict=True)
+            for g in decay_groups(params, weight_decay, lr_scale=scale)]
 
 
 class Unfreezer:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from .checkpoint import save_atomic
 
 TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # suffixes of module names in every block
 FORMAT = "tlteach-lora/1"
@@ -174,13 +174,7 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous().cpu() for k, v in adapter_state_dict(model).items()}
     meta = {"format": FORMAT, "config": json.dumps(getattr(model, "lora_config", {})), "names": json.dumps(list(state))}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        save_file(state, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_atomic(state, path, meta)
 
 
 def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:

@@ -56,12 +56,17 @@ def logit_explorer_figure(
             ax.text(i, p + 0.02, f"{p:.2f}", ha="center", fontsize=8)
     axes[0][0].set_ylabel("probability")
     fig.suptitle(f"softmax(logits / T); target {labels[target]!r} in red")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 NOT_LOSSES = ("step", "tokens", "lr", "batch_loss", "elapsed")  # history columns that are not losses
+
+
+def _closed(fig: Figure) -> Figure:
+    """Lay out ``fig``, close it in pyplot (so a notebook shows it once, as the value it is given) and return it."""
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def _baselines(ax, baselines: Mapping[str, float] | None) -> None:
@@ -78,9 +83,7 @@ def _finish(fig: Figure, ax, title: str, ylabel: str, title_size: float | None =
     ax.set_title(title, fontsize=title_size)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 def moving_average(values: Sequence[float], window: int) -> list[float]:
@@ -172,9 +175,7 @@ def lr_search_figure(runs: Sequence[Mapping], title: str = "one source, three le
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 def learning_curve_figure(curve, y: str = "test", title: str = "learning curves on the target domain",
@@ -199,9 +200,7 @@ def learning_curve_figure(curve, y: str = "test", title: str = "learning curves 
     if "capped" in curve and curve["capped"].any():
         ax.plot([], [], "o", color="grey", markerfacecolor="none", label="hollow: stopped by the step cap")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 def labelled_scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], xlabel: str, ylabel: str,
@@ -217,9 +216,7 @@ def labelled_scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.margins(x=0.2, y=0.2)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 def forgetting_curves(records: Sequence[Mapping], highlight: int | None = None,
@@ -246,9 +243,7 @@ def forgetting_curves(records: Sequence[Mapping], highlight: int | None = None,
         ax.legend(fontsize=7)
     axes[0].set_ylabel("validation loss (nats per token)")
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 METHOD_MARKERS = {"full": "o", "ewc": "s", "l2": "D", "lora": "^", "replay": "v", "discriminative": "P",
@@ -292,9 +287,7 @@ def tradeoff_figure(points: Mapping[str, Sequence[tuple[float, float, str]]],
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 def barh_figure(values: Mapping[str, float], xlabel: str, title: str, fmt: str | None = None) -> Figure:
@@ -310,9 +303,7 @@ def barh_figure(values: Mapping[str, float], xlabel: str, title: str, fmt: str |
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     ax.margins(x=0.15)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)
 
 
 def layer_change_figure(change: Mapping[str, float], title: str = "how far each part of the model moved") -> Figure:
@@ -340,6 +331,4 @@ def fisher_groups_figure(groups: Mapping[str, object], title: str = "where the F
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _closed(fig)

@@ -126,8 +126,15 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters (every requires_grad is False)")
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return decay_groups(params, weight_decay)
+
+
+def decay_groups(params: Sequence[nn.Parameter], weight_decay: float, **extra) -> list[dict]:
+    """``params`` split as :func:`param_groups` splits them (matrices decay, vectors do not), each group with
+    ``extra`` keys (e.g. an ``lr_scale``, notebook 08); empty groups are left out."""
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **extra},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **extra}]
+    return [g for g in groups if g["params"]]
 
 
 def make_optimizer(groups: Sequence[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
