@@ -17,6 +17,7 @@ import statistics
 
 import torch
 
+from tlteach.cli import add_gpt_flags
 from tlteach.costs import StepClock
 from tlteach.environment import device_description
 from tlteach.gpt import GPT, GPTConfig
@@ -31,17 +32,23 @@ def flops_per_token(cfg: GPTConfig, n_params: int) -> float:
     return 6 * n_params + 12 * cfg.n_layer * cfg.n_head * (cfg.n_embd // cfg.n_head) * cfg.block_size
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags: the GPT-size flags of ``python -m tlteach pretrain`` (``tlteach.cli.add_gpt_flags``,
+    left out: the preset's), the batch size, and how many steps to time."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default=None)
-    p.add_argument("--device", default=None)
-    for flag in ("--n-layer", "--n-head", "--n-embd", "--block-size", "--batch-size", "--vocab-size"):
-        p.add_argument(flag, type=int, default=None)
-    p.add_argument("--bias", choices=["true", "false"], default="true")
+    p.add_argument("--preset", default=None, help="quick, cpu or gpu: defaults for every size flag")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
+    add_gpt_flags(p)
+    p.add_argument("--batch-size", type=int, default=None, help="rows per step (default: the preset's)")
     p.add_argument("--steps", type=int, default=50, help="timed steps (after warm-up)")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--compile", action="store_true")
-    args = p.parse_args()
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time the steps and print tokens/s (and the MFU on CUDA)."""
+    args = build_parser().parse_args(argv)
     preset = get_preset(args.preset, device=args.device)
     pick = lambda v, d: d if v is None else v  # noqa: E731
     cfg = GPTConfig(vocab_size=pick(args.vocab_size, preset.vocab_size), block_size=pick(args.block_size, preset.block_size),

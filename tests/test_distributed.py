@@ -70,9 +70,9 @@ def _run(cmd: list[str], cwd) -> str:
 def test_two_processes_make_the_same_update_as_one(tmp_path):
     from safetensors.torch import load_file
 
-    one = _run([sys.executable, "-m", "tlteach.distributed", *ARGS, "--out", "one.safetensors"], tmp_path)
+    one = _run([sys.executable, "-m", "tlteach", "ddp", *ARGS, "--out", "one.safetensors"], tmp_path)
     two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "-m", "tlteach.distributed", *ARGS, "--out", "two.safetensors"], tmp_path)
+                "-m", "tlteach", "ddp", *ARGS, "--out", "two.safetensors"], tmp_path)
     assert "1 process(es)" in one and "2 process(es) (gloo" in two and "tokens/s" in two and "wall time" in two
     a, b = load_file(tmp_path / "one.safetensors"), load_file(tmp_path / "two.safetensors")
     assert same_update(a, b, rtol=1e-4, atol=1e-6) < 1e-6

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tlteach import embeddings, live  # noqa: E402
+from tlteach import embeddings, live, plots  # noqa: E402
 
 
 def test_nearest_neighbours_by_cosine() -> None:
@@ -67,15 +67,25 @@ def test_pca_2d_matches_the_top_directions_and_is_sign_stable() -> None:
     assert torch.allclose(xy, -xy2, atol=1e-4)
 
 
-def test_embedding_map_is_a_closed_figure() -> None:
-    w = torch.randn(10, 8)
-    fig = embeddings.embedding_map(w, [1, 2, 3, 4], [" a", " b", " c", " d"], groups={"g": [1, 2]})
+def test_embedding_map_is_a_closed_figure_of_the_pca() -> None:
+    w = torch.nn.Parameter(torch.randn(10, 8, generator=torch.Generator().manual_seed(4)))  # like wte.weight
+    fig = plots.embedding_map(w, [1, 2, 3, 4], [" a", " b", " c", " d"], groups={"g": [1, 2]})
     assert isinstance(fig, Figure)
     import matplotlib.pyplot as plt
 
     assert fig.number not in plt.get_fignums()
+    ax = fig.axes[0]
+    xy, _ = embeddings.pca_2d(w.detach()[[1, 2, 3, 4]])
+    points = ax.collections[0]
+    assert torch.allclose(torch.tensor(points.get_offsets().data, dtype=torch.float32), xy, atol=1e-5)
+    colours = [tuple(c) for c in points.get_facecolors()]
+    assert colours[0] == colours[1] != colours[2] == colours[3]  # the group's colour, then grey
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "c", "d"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["g"]
     with pytest.raises(ValueError, match="labels"):
-        embeddings.embedding_map(w, [1, 2], [" a"])
+        plots.embedding_map(w, [1, 2], [" a"])
+    with pytest.raises(ValueError, match="embedding matrix"):
+        plots.embedding_map(torch.randn(10), [1, 2], [" a", " b"])
 
 
 def test_live_loss_draws_rows_and_a_history() -> None:

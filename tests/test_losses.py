@@ -1,8 +1,11 @@
-"""The from-scratch losses (notebook 01) against PyTorch's, including extreme logits."""
+"""The from-scratch losses (notebook 01) against PyTorch's, including extreme logits, and the logit
+explorer's arithmetic (``losses.explorer_state``)."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -98,3 +101,57 @@ def test_shape_mismatch_raises() -> None:
         losses.cross_entropy(torch.randn(4, 8, 50), torch.randint(50, (4, 7)))
     with pytest.raises(ValueError):
         losses.cross_entropy(torch.randn(4, 50), torch.randint(50, (4, 1)))
+
+
+@pytest.mark.parametrize("temperature", [0.1, 1.0, 7.0])
+@pytest.mark.parametrize("target", [0, 2])
+def test_explorer_state(temperature: float, target: int) -> None:
+    logits = [2.0, -1.0, 0.5, 3.0]
+    s = losses.explorer_state(logits, temperature, target)
+    assert (s.target, s.temperature) == (target, temperature)
+    assert math.isclose(sum(s.probs), 1.0, rel_tol=1e-12)
+    assert all(p > 0 for p in s.probs)
+    assert math.isclose(s.loss, -math.log(s.probs[target]), rel_tol=1e-12)
+    expected = torch.softmax(torch.tensor(logits, dtype=torch.float64) / temperature, 0)
+    assert torch.allclose(torch.tensor(s.probs, dtype=torch.float64), expected)
+    # the gradient against autograd of -log_softmax(z / T)[target], PyTorch's and ours, temperature included
+    for log_softmax in (lambda x: torch.log_softmax(x, 0), losses.log_softmax):
+        z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+        (-log_softmax(z / temperature)[target]).backward()
+        torch.testing.assert_close(torch.tensor(s.grad, dtype=torch.float64), z.grad, rtol=0, atol=1e-12)
+    assert math.isclose(s.perplexity, 1 / s.probs[target], rel_tol=1e-9)
+
+
+def test_explorer_state_at_temperature_one_is_cross_entropy_of_one_token() -> None:
+    z = torch.tensor([0.3, -2.0, 1.7, 0.0, 4.0])
+    s = losses.explorer_state(z.tolist(), 1.0, 3)
+    assert math.isclose(s.loss, float(losses.cross_entropy(z[None], torch.tensor([3]))), rel_tol=1e-6)
+    torch.testing.assert_close(torch.tensor(s.grad, dtype=torch.float32),
+                               losses.cross_entropy_grad(z[None], torch.tensor([3]))[0])
+
+
+def test_explorer_state_extremes_and_shift_invariance() -> None:
+    base = losses.explorer_state([1.0, 2.0, 3.0], 1.0, 0)
+    shifted = losses.explorer_state([1001.0, 1002.0, 1003.0], 1.0, 0)
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(base.probs, shifted.probs, strict=True))
+    huge = losses.explorer_state([1e4, 0.0], 1.0, 1)
+    assert math.isfinite(huge.loss) and math.isclose(huge.loss, 1e4)
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=0.0), dict(temperature=-1.0), dict(target=3), dict(target=-1),
+                                 dict(logits=[1.0])])
+def test_explorer_state_rejects_bad_input(bad: dict) -> None:
+    kwargs = dict(logits=[1.0, 2.0, 3.0], temperature=1.0, target=0) | bad
+    with pytest.raises(ValueError):
+        losses.explorer_state(**kwargs)
+
+
+@pytest.mark.parametrize("module", ["tlteach.losses", "tlteach.embeddings"])
+def test_core_modules_import_no_view_library(module: str) -> None:
+    # the core computes, the views draw: importing the arithmetic must not pull in matplotlib or ipywidgets
+    code = (f"import sys, {module}; "
+            "views = [m for m in ('matplotlib', 'ipywidgets', 'tlteach.plots', 'tlteach.widgets', 'tlteach.live') "
+            "if m in sys.modules]; "
+            "assert not views, views")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

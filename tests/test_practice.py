@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tlteach.__main__ import main as cli
+from tlteach.cli import main as cli
 from tlteach.practice import (
     CODE_SOLUTION_PLACEHOLDER,
     MARKDOWN_SOLUTION_PLACEHOLDER,

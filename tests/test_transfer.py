@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tlteach import presets, similarity, transfer
+from tlteach import presets, similarity, study, transfer
 from tlteach.gpt import GPT, GPTConfig
 from tlteach.train import EarlyStopping, TrainConfig, train
 
@@ -111,21 +111,21 @@ def test_multiples_table_uses_test_losses():
 
 def test_sources_are_checked_and_study_preset_is_small():
     with pytest.raises(ValueError, match="unknown source 'shakespear'"):
-        transfer.check_source("shakespear")
-    assert transfer.check_source("shakespeare+esco-skills") == ["shakespeare", "esco-skills"]
-    assert transfer.check_source("scratch") == []
+        study.check_source("shakespear")
+    assert study.check_source("shakespeare+esco-skills") == ["shakespeare", "esco-skills"]
+    assert study.check_source("scratch") == []
     for name in presets.PRESET_NAMES:
-        study = transfer.study_preset(presets.get_preset(name, device="cpu"))
-        assert study.n_embd <= 128 and study.name == name
+        small = study.study_preset(presets.get_preset(name, device="cpu"))
+        assert small.n_embd <= 128 and small.name == name
     quick = transfer.sweep_settings(presets.get_preset("quick", device="cpu"))
     assert len(quick["fractions"]) >= 5 and max(quick["fractions"]) / min(quick["fractions"]) >= 90
 
 
 def test_scratch_source_is_the_seeded_initialisation():
     p = presets.with_changes(presets.get_preset("quick", device="cpu"), seed=3)
-    a, b = transfer.source_model("scratch", p), transfer.source_model("scratch", p)
+    a, b = study.source_model("scratch", p), study.source_model("scratch", p)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    c = transfer.source_model("scratch", presets.with_changes(p, seed=4))
+    c = study.source_model("scratch", presets.with_changes(p, seed=4))
     assert not torch.equal(a.transformer.wte.weight, c.transformer.wte.weight)
 
 
@@ -181,12 +181,12 @@ TINY_SWEEP = dict(fractions=(0.01, 0.03), lrs=(1e-3, 3e-3), max_iters=30, batch_
 
 def test_continued_sources_differ_from_their_parent_and_are_cached(fresh_cache):
     p = _tiny_study()
-    parent = transfer.source_model("shakespeare", p)
-    dapt = transfer.source_model("shakespeare+esco-skills", p)
-    control = transfer.source_model("shakespeare+shakespeare", p)
+    parent = study.source_model("shakespeare", p)
+    dapt = study.source_model("shakespeare+esco-skills", p)
+    control = study.source_model("shakespeare+shakespeare", p)
     w = lambda m: m.transformer.wte.weight  # noqa: E731
     assert not torch.equal(w(parent), w(dapt)) and not torch.equal(w(dapt), w(control))
-    again = transfer.source_model("shakespeare+esco-skills", p)
+    again = study.source_model("shakespeare+esco-skills", p)
     assert torch.equal(w(again), w(dapt))
     assert len(list((fresh_cache / "continued").glob("*.safetensors"))) == 2
 

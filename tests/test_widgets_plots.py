@@ -1,4 +1,5 @@
-"""The logit explorer's computation and the static figures (notebook 01)."""
+"""The logit explorer widget and the static figures (notebook 01 onwards); the explorer's arithmetic,
+``losses.explorer_state``, is tested in test_losses.py."""
 
 from __future__ import annotations
 
@@ -9,46 +10,13 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tlteach import plots, widgets  # noqa: E402
-
-
-@pytest.mark.parametrize("temperature", [0.1, 1.0, 7.0])
-@pytest.mark.parametrize("target", [0, 2])
-def test_explorer_state(temperature: float, target: int) -> None:
-    logits = [2.0, -1.0, 0.5, 3.0]
-    s = widgets.explorer_state(logits, temperature, target)
-    assert math.isclose(sum(s.probs), 1.0, rel_tol=1e-12)
-    assert all(p > 0 for p in s.probs)
-    assert math.isclose(s.loss, -math.log(s.probs[target]), rel_tol=1e-12)
-    expected = torch.softmax(torch.tensor(logits, dtype=torch.float64) / temperature, 0)
-    assert torch.allclose(torch.tensor(s.probs, dtype=torch.float64), expected)
-    # the gradient against autograd, temperature included
-    z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
-    (-torch.log_softmax(z / temperature, 0)[target]).backward()
-    assert torch.allclose(torch.tensor(s.grad, dtype=torch.float64), z.grad)
-    assert math.isclose(s.perplexity, 1 / s.probs[target], rel_tol=1e-9)
-
-
-def test_explorer_state_extremes_and_shift_invariance() -> None:
-    base = widgets.explorer_state([1.0, 2.0, 3.0], 1.0, 0)
-    shifted = widgets.explorer_state([1001.0, 1002.0, 1003.0], 1.0, 0)
-    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(base.probs, shifted.probs, strict=True))
-    huge = widgets.explorer_state([1e4, 0.0], 1.0, 1)
-    assert math.isfinite(huge.loss) and math.isclose(huge.loss, 1e4)
-
-
-@pytest.mark.parametrize("bad", [dict(temperature=0.0), dict(temperature=-1.0), dict(target=3), dict(target=-1)])
-def test_explorer_state_rejects_bad_input(bad: dict) -> None:
-    kwargs = dict(logits=[1.0, 2.0, 3.0], temperature=1.0, target=0) | bad
-    with pytest.raises(ValueError):
-        widgets.explorer_state(**kwargs)
+from tlteach import losses, plots, widgets  # noqa: E402
 
 
 def test_state_html_marks_target() -> None:
-    html = widgets.state_html(widgets.explorer_state([1.0, 0.0], 1.0, 1), ["a", "<b>"])
+    html = widgets.state_html(losses.explorer_state([1.0, 0.0], 1.0, 1), ["a", "<b>"])
     assert "&lt;b&gt;" in html and "'<b>'" not in html  # labels are escaped
     rows = html.split("<tr>")[2:]  # after the header row
     assert "target" not in rows[0] and "target" in rows[1]
@@ -59,10 +27,10 @@ def test_logit_explorer_widget_reacts() -> None:
     sliders = box.children[0].children[0].children
     html = box.children[1]
     before = html.value
-    assert f"{widgets.explorer_state([2.0, 1.0, 0.0], 1.0, 0).loss:.3f}" in before
+    assert f"{losses.explorer_state([2.0, 1.0, 0.0], 1.0, 0).loss:.3f}" in before
     sliders[0].value = -5.0
     assert html.value != before
-    assert f"{widgets.explorer_state([-5.0, 1.0, 0.0], 1.0, 0).loss:.3f}" in html.value
+    assert f"{losses.explorer_state([-5.0, 1.0, 0.0], 1.0, 0).loss:.3f}" in html.value
     with pytest.raises(ValueError):
         widgets.logit_explorer([1.0, 2.0], labels=["only one"])
 
@@ -76,7 +44,7 @@ def test_logit_explorer_figure() -> None:
     for ax, temp in zip(fig.axes, (0.5, 1.0, 2.0), strict=True):
         heights = [bar.get_height() for bar in ax.patches]
         assert len(heights) == 4 and math.isclose(sum(heights), 1.0, rel_tol=1e-9)
-        loss = widgets.explorer_state([2.0, 1.0, 0.5, -1.0], temp, 1).loss
+        loss = losses.explorer_state([2.0, 1.0, 0.5, -1.0], temp, 1).loss
         assert f"{loss:.2f}" in ax.get_title()
         assert ax.patches[1].get_facecolor() != ax.patches[0].get_facecolor()  # the target stands out
     with pytest.raises(ValueError):

@@ -300,3 +300,9 @@ def get_batch(ids: torch.Tensor, block_size: int, batch_size: int, generator: to
     x = ids[starts[:, None] + offsets]
     y = ids[starts[:, None] + offsets + 1]
     return x.to(device), y.to(device)
+
+
+def token_splits(corpus: str | DatasetDict, tokenizer, splits: Sequence[str] = SPLITS) -> dict[str, torch.Tensor]:
+    """A corpus's splits as token streams (:func:`encode_split` of each), keyed by split name (notebooks 02 to 09)."""
+    ds = load_corpus(corpus) if isinstance(corpus, str) else corpus
+    return {s: encode_split(ds[s], tokenizer) for s in splits}

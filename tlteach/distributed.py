@@ -16,8 +16,10 @@ and averages gradient buckets during ``backward()``, overlapping communication w
 ``gloo`` backend on CPU or ``nccl`` on CUDA. The loop is :func:`tlteach.train.train`, unchanged:
 :func:`shard_batches` hands each rank its shard, DDP does the rest::
 
-    torchrun --nproc_per_node 2 -m tlteach.distributed --steps 50 --out ddp.safetensors
-    python -m tlteach.distributed --steps 50 --out one.safetensors     # the same update, in one process
+    torchrun --standalone --nproc_per_node 2 -m tlteach ddp --steps 50 --out ddp.safetensors
+    python -m tlteach ddp --steps 50 --out one.safetensors     # the same update, in one process
+
+The command's flags are defined in :mod:`tlteach.cli`, which builds every command of ``python -m tlteach``.
 """
 
 from __future__ import annotations
@@ -148,30 +150,11 @@ def toy_stream(n: int, vocab_size: int, seed: int = 0, branches: int = 2) -> tor
     return torch.tensor(out, dtype=torch.long)
 
 
-# ----------------------------------------------------------------------------- torchrun -m tlteach.distributed
-def main(argv: list[str] | None = None) -> int:
-    """``torchrun --nproc_per_node N -m tlteach.distributed ...`` (or plain ``python -m``: one process): train
-    a GPT data-parallel, print tokens/s and the wall time, and save the final weights from rank 0 (notebook 09)."""
-    p = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m tlteach.distributed", description=main.__doc__)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--global-batch", type=int, default=32, help="rows per step over ALL processes together")
-    p.add_argument("--block-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup-iters", type=int, default=None, help="default: steps // 10")
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-head", type=int, default=2)
-    p.add_argument("--n-embd", type=int, default=64)
-    p.add_argument("--bias", choices=["true", "false"], default="true", help="biases in Linear and LayerNorm layers")
-    p.add_argument("--vocab-size", type=int, default=256, help="model vocabulary (BPE size with --corpus)")
-    p.add_argument("--tokens", type=int, default=100_000, help="length of the seeded toy token stream")
-    p.add_argument("--corpus", default=None, help="train on a named corpus instead (BPE tokens)")
-    p.add_argument("--eval-iters", type=int, default=4, help="validation batches at the start and the end (0: none)")
-    p.add_argument("--device", default="cpu", help="cpu (gloo, the default) or cuda (nccl, one GPU per process)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (off: float32, exact comparison)")
-    p.add_argument("--out", default=None, help="a .safetensors file for the final weights (written by rank 0)")
-    args = p.parse_args(argv)
+# ----------------------------------------------------------------------------- torchrun -m tlteach ddp
+def main(args: argparse.Namespace) -> int:
+    """``torchrun --standalone --nproc_per_node N -m tlteach ddp ...`` (or plain ``python -m tlteach ddp``: one
+    process) on the ``args`` that :func:`tlteach.cli.build_parser` parsed: train a GPT data-parallel, print
+    tokens/s and the wall time, and save the final weights from rank 0 (notebook 09)."""
     wall = time.perf_counter()
     rank, world, device = setup(args.device)
     try:
@@ -209,13 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                 from safetensors.torch import save_file
 
                 save_file(state_for_saving(result.model), args.out,
-                          metadata={"world": str(world), "args": json.dumps(vars(args))})
+                          metadata={"world": str(world), "args": json.dumps(
+                              {k: v for k, v in vars(args).items() if k != "command"})})
                 print(f"weights: {args.out}")
             print(f"wall time: {time.perf_counter() - wall:.1f} s")
         return 130 if result.interrupted else 0
     finally:
         cleanup()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

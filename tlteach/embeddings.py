@@ -1,4 +1,4 @@
-"""What a model's token embeddings learned: cosine neighbours, word groups and a 2-D map (notebook 02).
+"""What a model's token embeddings learned: cosine neighbours, word groups and a 2-D projection (notebook 02).
 
 Every function takes the embedding matrix (``model.transformer.wte.weight``, one row per token) and token ids,
 so it works for any model of the course, pretrained or fine-tuned.
@@ -7,7 +7,9 @@ so it works for any model of the course, pretrained or fine-tuned.
 - :func:`frequent_words`: the most frequent tokens that are whole words (a space, then letters, then a word end).
 - :func:`group_separation`: how much closer the words of one group (pronouns, adjectives...) are to each other
   than to the words of other groups, and how often a word's nearest neighbour is in its own group.
-- :func:`pca_2d` and :func:`embedding_map`: a labelled 2-D projection of some tokens' embeddings.
+- :func:`pca_2d`: some tokens' embeddings projected to 2-D; ``plots.embedding_map`` draws it, labelled.
+
+Arithmetic only (torch, no matplotlib): the figure lives with the others in :mod:`tlteach.plots`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
 
 def _matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -115,40 +116,3 @@ def pca_2d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     components = components * flip
     explained = s**2 / (s**2).sum()
     return (centred @ components.T).float(), explained[:2].float()
-
-
-def embedding_map(weight: torch.Tensor, token_ids: Sequence[int], labels: Sequence[str],
-                  groups: Mapping[str, Sequence[int]] | None = None,
-                  title: str = "token embeddings, first two principal components") -> Figure:
-    """A labelled scatter of some tokens' embeddings projected to 2-D with :func:`pca_2d` (notebook 02).
-
-    Tokens listed in ``groups`` (name -> ids) get that group's colour; the others are grey. The figure is
-    closed in pyplot, so a notebook shows it once.
-    """
-    import matplotlib.pyplot as plt
-
-    token_ids = list(token_ids)
-    if len(labels) != len(token_ids):
-        raise ValueError(f"{len(labels)} labels for {len(token_ids)} tokens")
-    xy, explained = pca_2d(_matrix(weight)[token_ids])
-    colour_of = {}
-    for g, members in enumerate((groups or {}).values()):
-        for i in members:
-            colour_of[i] = f"C{g}"
-    fig, ax = plt.subplots(figsize=(8.0, 6.0))
-    colours = [colour_of.get(i, "0.6") for i in token_ids]
-    ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=18)
-    for (x, y), text, colour in zip(xy.tolist(), labels, colours, strict=True):
-        ax.annotate(text.strip() or repr(text), (x, y), xytext=(3, 2), textcoords="offset points", fontsize=8,
-                    color=colour if colour != "0.6" else "0.3")
-    for g, name in enumerate((groups or {}).keys()):
-        ax.scatter([], [], c=f"C{g}", s=18, label=name)
-    if groups:
-        ax.legend(loc="best", fontsize=8)
-    ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of the variance)")
-    ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

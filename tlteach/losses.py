@@ -4,11 +4,22 @@ For a sequence of tokens, the language-modelling loss is the mean negative log-p
 gives to each next token:  ``L = -1/N Σ_i log P_θ(x_i | x_<i)``. A model emits logits ``z``; the
 probabilities are ``softmax(z)``, and ``log softmax(z)_k = z_k - logsumexp(z)``. Computing logsumexp
 as ``m + log Σ exp(z - m)`` with ``m = max z`` never overflows (the log-sum-exp trick).
+
+- :func:`naive_log_softmax`, :func:`logsumexp`, :func:`log_softmax`, :func:`softmax`: the pieces, from scratch.
+- :func:`cross_entropy` and :func:`cross_entropy_grad`: the loss and its gradient derived by hand.
+- :func:`explorer_state`: one token's probabilities, loss and gradient at a temperature, the arithmetic behind
+  the logit explorer (``widgets.logit_explorer``) and its static figure (``plots.logit_explorer_figure``).
+- :func:`unigram_loss`, :func:`bigram_loss` and :func:`perplexity`: baselines and the loss in tokens.
+
+Pure arithmetic (torch only): the views (:mod:`tlteach.plots`, :mod:`tlteach.widgets`) import this module,
+never the reverse.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -62,6 +73,49 @@ def cross_entropy_grad(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     p = softmax(logits.float())
     onehot = torch.zeros_like(p).scatter_(-1, targets.long().unsqueeze(-1), 1.0)
     return (p - onehot) / targets.numel()
+
+
+@dataclass(frozen=True)
+class ExplorerState:
+    """What the logit explorer shows for one setting of its controls (:func:`explorer_state`)."""
+
+    probs: tuple[float, ...]  # softmax(logits / temperature)
+    loss: float  # -log probs[target], in nats
+    grad: tuple[float, ...]  # d loss / d logits = (probs - onehot(target)) / temperature
+    target: int
+    temperature: float
+
+    @property
+    def perplexity(self) -> float:
+        """``exp(loss)``."""
+        return math.exp(self.loss)
+
+
+def explorer_state(logits: Sequence[float], temperature: float = 1.0, target: int = 0) -> ExplorerState:
+    """Probabilities, loss and gradient for ``logits`` at ``temperature`` with the given ``target`` (notebook 01).
+
+    The loss is the cross-entropy of one token: ``-log softmax(z / T)[target]``; its gradient with respect to
+    the logits ``z`` is ``(softmax(z / T) - onehot(target)) / T``.
+    """
+    if len(logits) < 2:
+        raise ValueError(f"need at least 2 logits to make a distribution, got {len(logits)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0 <= target < len(logits):
+        raise ValueError(f"target {target} is not an index into {len(logits)} logits")
+    z = torch.tensor([float(v) for v in logits], dtype=torch.float64) / temperature
+    logp = log_softmax(z)
+    probs = torch.exp(logp)
+    onehot = torch.zeros_like(probs)
+    onehot[target] = 1.0
+    grad = (probs - onehot) / temperature
+    return ExplorerState(
+        probs=tuple(probs.tolist()),
+        loss=float(-logp[target]),
+        grad=tuple(grad.tolist()),
+        target=int(target),
+        temperature=float(temperature),
+    )
 
 
 def unigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:

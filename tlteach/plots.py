@@ -6,6 +6,7 @@ it exactly once (as the cell's last expression or with ``display(fig)``) and a l
 - :func:`logit_explorer_figure` (notebook 01): the static stand-in for the logit explorer widget.
 - :func:`loss_curve` (notebook 01 onwards): training loss per step, smoothed, with baselines and evaluations.
 - :func:`eval_curve` (notebook 02 onwards): a training history's evaluation losses (``live.LiveLoss`` redraws it).
+- :func:`embedding_map` (notebook 02): some tokens' embeddings in 2-D (``embeddings.pca_2d``), labelled by group.
 - :func:`lr_search_figure` (notebook 03): validation curves of one source at several learning rates.
 - :func:`learning_curve_figure` (notebook 03): test loss against target data, one line per source.
 - :func:`labelled_scatter` (notebook 04): one labelled point per source (transfer gain against similarity).
@@ -13,6 +14,9 @@ it exactly once (as the cell's last expression or with ``display(fig)``) and a l
 - :func:`tradeoff_figure` (notebooks 06 to 08): target loss against source loss, one point per run.
 - :func:`layer_change_figure` (notebook 05): how far each module's weights moved; :func:`barh_figure` in general.
 - :func:`fisher_groups_figure` (notebook 06): the Fisher's mass per parameter group.
+
+A view: it draws what the core modules compute (:mod:`tlteach.losses`, :mod:`tlteach.embeddings`) and imports
+only them; the other views (:mod:`tlteach.widgets`, :mod:`tlteach.live`) import it, never the reverse.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.figure import Figure
 
-from .widgets import explorer_state
+from .embeddings import pca_2d
+from .losses import explorer_state
 
 TARGET_COLOUR = "#d62728"
 OTHER_COLOUR = "#1f77b4"
@@ -149,6 +155,41 @@ def eval_curve(history, sets: Sequence[str] | None = None, baselines: Mapping[st
     if rows and "tokens" in rows[-1]:
         title = f"{title}  ({rows[-1]['tokens']:,} training tokens seen)"
     return _finish(fig, ax, title, "cross-entropy (nats per token)", title_size=10)
+
+
+def embedding_map(weight: torch.Tensor, token_ids: Sequence[int], labels: Sequence[str],
+                  groups: Mapping[str, Sequence[int]] | None = None,
+                  title: str = "token embeddings, first two principal components") -> Figure:
+    """A labelled scatter of some tokens' embeddings projected to 2-D with ``embeddings.pca_2d`` (notebook 02).
+
+    ``weight`` is the embedding matrix (one row per token). Tokens listed in ``groups`` (name -> ids) get that
+    group's colour; the others are grey.
+    """
+    token_ids = list(token_ids)
+    if len(labels) != len(token_ids):
+        raise ValueError(f"{len(labels)} labels for {len(token_ids)} tokens")
+    if weight.dim() != 2:
+        raise ValueError(f"expected an embedding matrix (vocab, dim), got shape {tuple(weight.shape)}")
+    xy, explained = pca_2d(weight.detach()[token_ids])
+    colour_of = {}
+    for g, members in enumerate((groups or {}).values()):
+        for i in members:
+            colour_of[i] = f"C{g}"
+    fig, ax = plt.subplots(figsize=(8.0, 6.0))
+    colours = [colour_of.get(i, "0.6") for i in token_ids]
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=18)
+    for (x, y), text, colour in zip(xy.tolist(), labels, colours, strict=True):
+        ax.annotate(text.strip() or repr(text), (x, y), xytext=(3, 2), textcoords="offset points", fontsize=8,
+                    color=colour if colour != "0.6" else "0.3")
+    for g, name in enumerate((groups or {}).keys()):
+        ax.scatter([], [], c=f"C{g}", s=18, label=name)
+    if groups:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel(f"PC 1 ({100 * explained[0]:.0f}% of the variance)")
+    ax.set_ylabel(f"PC 2 ({100 * explained[1]:.0f}%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _closed(fig)
 
 
 SOURCE_COLOURS = {"scratch": "#7f7f7f", "shakespeare": OTHER_COLOUR, "esco-skills": "#2ca02c",

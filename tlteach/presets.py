@@ -105,6 +105,13 @@ def get_preset(name: str | None = None, device: str | None = None) -> Preset:
     return Preset(name=name, device=device, seed=get_seed(), **_BUDGETS[name])
 
 
+def budget(name: str) -> dict:
+    """The sizes and step counts of preset ``name`` (a copy), without device or seed (notebook 03's study model)."""
+    if name not in _BUDGETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESET_NAMES)}")
+    return dict(_BUDGETS[name])
+
+
 def with_changes(preset: Preset, **changes) -> Preset:
     """A copy of ``preset`` with some fields changed (for exercises and sweeps)."""
     return replace(preset, **changes)

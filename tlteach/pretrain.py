@@ -1,8 +1,9 @@
 """Pretraining the tiny GPT on the source corpus, cached so any notebook can be opened first (notebook 02).
 
-:func:`pretrained_model` loads the preset's pretrained model from the cache, or trains it
-(deterministically, for the seed) and stores it. :func:`main` is ``python -m tlteach pretrain``, with flags
-named as in nanoGPT, for pretraining on a named corpus or on any text file.
+:func:`pretrained_model` loads the preset's pretrained model from the cache, or trains it (deterministically,
+for the seed) and stores it: a :func:`tlteach.study.cached_run`, like every run of the later studies.
+:func:`main` is ``python -m tlteach pretrain``, with flags named as in nanoGPT, for pretraining on a named
+corpus or on any text file.
 """
 
 from __future__ import annotations
@@ -14,27 +15,11 @@ from pathlib import Path
 
 import torch
 
-from . import cache, checkpoint, data
+from . import checkpoint, data, study
 from .gpt import GPT, GPTConfig
-from .presets import Preset, device_key, get_preset
+from .presets import Preset, get_preset
 from .tokenizer import CharTokenizer, get_tokenizer
 from .train import TrainConfig, train
-
-FORMAT_VERSION = 1
-
-
-def pretrain_config(preset: Preset) -> TrainConfig:
-    """The pretraining schedule a preset asks for."""
-    return TrainConfig(max_iters=preset.pretrain_iters, batch_size=preset.batch_size, block_size=preset.block_size,
-                       learning_rate=preset.pretrain_lr, min_lr=preset.pretrain_lr / 10,
-                       warmup_iters=max(1, preset.pretrain_iters // 20), eval_interval=preset.eval_interval,
-                       eval_iters=preset.eval_iters, seed=preset.seed)
-
-
-def token_splits(corpus: str, tokenizer) -> dict[str, torch.Tensor]:
-    """A corpus's splits as token streams (train, validation, test)."""
-    ds = data.load_corpus(corpus)
-    return {s: data.encode_split(ds[s], tokenizer) for s in data.SPLITS}
 
 
 def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, progress: bool = True,
@@ -45,63 +30,15 @@ def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, pr
     CPU) and stored. Returns ``(model, tokenizer, history)``; the model is on the preset's device.
     ``on_eval(row)`` is called after each evaluation while training (e.g. ``live.LiveLoss``).
     """
-    import pandas as pd
-
     preset = preset or get_preset()
-    tok = get_tokenizer("bpe", vocab_size=preset.vocab_size)
-    config = GPTConfig.from_preset(preset, vocab_size=tok.vocab_size)
-    tcfg = pretrain_config(preset)
-    tcfg.progress = progress
-    key = {"format": FORMAT_VERSION, "corpus": corpus, "fingerprint": data.fingerprint(data.load_corpus(corpus)["train"]),
-           "tokenizer": tok.fingerprint(), "model": config.to_dict(),
-           "train": {k: v for k, v in tcfg.to_dict().items() if k not in ("progress", "log")},
-           "device": device_key(preset.device)}
-
-    def build(path: Path) -> None:
-        splits = token_splits(corpus, tok)
-        torch.manual_seed(preset.seed)
-        model = GPT(config).to(preset.device)
-        result = train(model, splits["train"], tcfg, eval_sets={"train": splits["train"], "val": splits["validation"]},
-                       on_eval=on_eval)
-        checkpoint.save_model(result.model, path, tok, extra={"history": result.history.to_dict(orient="list"),
-                                                                "tokens_per_s": result.tokens_per_s,
-                                                                "interrupted": result.interrupted})
-        if result.interrupted:
-            raise KeyboardInterrupt("pretraining was interrupted; nothing was cached")
-
-    def load(path: Path):
-        model = checkpoint.load_model(path, config=config, tokenizer=tok, device=preset.device)
-        history = pd.DataFrame(checkpoint.read_metadata(path)["extra"]["history"])
-        return model, tok, history
-
-    return cache.cached("pretrained", key, ".safetensors", build, load)
+    run = study.pretraining(corpus, preset, progress=progress, on_eval=on_eval)
+    return run.model(), study.tokenizer(preset), run.history()
 
 
 # ----------------------------------------------------------------------------- python -m tlteach pretrain
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of ``python -m tlteach pretrain`` (nanoGPT's names where the idea is the same)."""
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default=None, help=f"a named corpus: {', '.join(data.CORPORA)} (default shakespeare)")
-    src.add_argument("--text", default=None, help="a UTF-8 text file: the first 90%% trains, the last 10%% validates")
-    p.add_argument("--preset", default=None, help="quick, cpu or gpu: defaults for every flag below")
-    p.add_argument("--tokenizer", choices=["char", "bpe"], default="bpe")
-    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (default: the preset's)")
-    for flag, typ in [("--n-layer", int), ("--n-head", int), ("--n-embd", int), ("--block-size", int),
-                      ("--batch-size", int), ("--max-iters", int), ("--learning-rate", float), ("--min-lr", float),
-                      ("--warmup-iters", int), ("--lr-decay-iters", int), ("--eval-interval", int),
-                      ("--eval-iters", int), ("--weight-decay", float), ("--beta1", float), ("--beta2", float),
-                      ("--grad-clip", float), ("--seed", int)]:
-        p.add_argument(flag, type=typ, default=None)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--bias", choices=["true", "false"], default="true",
-                   help="biases in Linear and LayerNorm layers (GPT-2 has them; nanoGPT's default is false)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best available)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--out", default=None, help="checkpoint folder to write (model.safetensors, config.json, tokenizer.json)")
-
-
 def main(args: argparse.Namespace) -> int:
-    """Run ``python -m tlteach pretrain``; print nanoGPT-style progress, tokens/s and the wall time."""
+    """Run ``python -m tlteach pretrain`` on the ``args`` that :func:`tlteach.cli.build_parser` parsed (its flags
+    are defined there); print nanoGPT-style progress, tokens/s and the wall time."""
     wall = time.perf_counter()
     preset = get_preset(args.preset, device=args.device)
     pick = lambda value, default: default if value is None else value  # noqa: E731

@@ -1,131 +1,32 @@
 """Transfer, measured: fine-tuning runs, fair learning rates, learning curves and data multiples
 (notebooks 03 and 04).
 
-A *source* is where a model starts: ``"scratch"`` (random weights), a corpus name (the study model
-pretrained on it, see :func:`study_preset`), or stages joined by ``+``: ``"shakespeare+esco-skills"`` is the
-Shakespeare model pretrained further on ESCO skills (domain-adaptive pretraining). Every fine-tuning run
-goes through the course's one loop (``train.train``) with :class:`~tlteach.train.EarlyStopping` on the
+A run starts from a *source* of the study's model zoo (:func:`tlteach.study.source_model`: ``"scratch"``, a
+corpus, or stages joined by ``+`` for domain-adaptive pretraining) and fine-tunes it on a share of the
+target through the course's one loop (``train.train``) with :class:`~tlteach.train.EarlyStopping` on the
 target's validation loss; :func:`best_run` gives each source its own learning rate, picked on validation
-loss, and reports the *test* loss of the chosen run. Runs are cached by everything that decides them, so
-notebook 04 reuses notebook 03's runs and a rerun is instant.
+loss, and reports the *test* loss of the chosen run. Runs are cached by :func:`tlteach.study.cached_run`
+(the record only, no weights), so notebook 04 reuses notebook 03's runs and a rerun is instant.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import cache, checkpoint, data
-from .gpt import GPT, GPTConfig
-from .presets import _BUDGETS, Preset, device_key, get_preset, with_changes
-from .pretrain import pretrain_config, pretrained_model
-from .tokenizer import get_tokenizer
+from . import data
+from .presets import Preset
+from .study import SCRATCH, Trained, cached_run, check_source, source_model, study_preset, tokenizer
+from .study import settings as study_settings
 from .train import EarlyStopping, TrainConfig, evaluate, train
-
-FORMAT_VERSION = 1
-SCRATCH = "scratch"
-
-# The many-run studies train dozens of models, so they use a small model in every preset: the `quick`
-# preset's own model on a CPU, a larger one on a GPU. Fields not named here come from the preset.
-_STUDY = {
-    "quick": {},
-    "cpu": {k: v for k, v in _BUDGETS["quick"].items() if k != "bigram_steps"},
-    "gpu": dict(vocab_size=2048, n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32,
-                pretrain_iters=2000, pretrain_lr=2e-3, eval_interval=200, eval_iters=20),
-}
-
-# What a fine-tuning sweep does in each preset: the target-data fractions of the learning curve (nested
-# subsets, two orders of magnitude), the learning rates every source tries, the step cap, the batch size and
-# the early-stopping schedule, and the "small" target size of notebook 04.
-_SWEEP = {
-    "quick": dict(fractions=(0.001, 0.003, 0.01, 0.03, 0.1), lrs=(3e-4, 1e-3, 3e-3), max_iters=1500, batch_size=8,
-                  eval_interval=50, eval_iters=16, patience=3, small=0.003),
-    "gpu": dict(fractions=(0.001, 0.003, 0.01, 0.03, 0.1), lrs=(3e-4, 1e-3, 3e-3), max_iters=4000, batch_size=16,
-                eval_interval=100, eval_iters=16, patience=4, small=0.003),
-}
-_SWEEP["cpu"] = _SWEEP["quick"]  # the same small study model as quick (see _STUDY)
-
-
-def study_preset(preset: Preset | None = None) -> Preset:
-    """The preset of the many-run studies (notebooks 03 to 08): ``preset`` with a small model."""
-    preset = preset or get_preset()
-    return with_changes(preset, **_STUDY[preset.name])
 
 
 def sweep_settings(preset: Preset | None = None) -> dict:
-    """Fractions, learning-rate grids, step cap and early-stopping schedule of the preset's sweeps."""
-    preset = preset or get_preset()
-    return dict(_SWEEP[preset.name])
-
-
-def check_source(source: str) -> list[str]:
-    """The stages of ``source`` (``"scratch"``, a corpus, or corpora joined by ``+``), or a clear error."""
-    stages = [s.strip() for s in source.split("+")]
-    if source == SCRATCH:
-        return []
-    for s in stages:
-        if s not in data.CORPORA:
-            raise ValueError(f"unknown source {source!r}: use 'scratch', a corpus ({', '.join(data.CORPORA)}) "
-                             "or corpora joined by '+' (e.g. 'shakespeare+esco-skills')")
-    return stages
-
-
-def continued_config(preset: Preset) -> TrainConfig:
-    """Continued pretraining on a later stage: half the pretraining steps, at a third of its learning rate."""
-    cfg = pretrain_config(preset)
-    cfg.max_iters = max(1, preset.pretrain_iters // 2)
-    cfg.learning_rate = preset.pretrain_lr / 3
-    cfg.min_lr = cfg.learning_rate / 10
-    cfg.warmup_iters = max(1, cfg.max_iters // 20)
-    return cfg
-
-
-def source_model(source: str, preset: Preset | None = None, progress: bool = False) -> GPT:
-    """A fresh copy of the model a fine-tuning run starts from (notebooks 03 and 04).
-
-    ``"scratch"`` is the study architecture with the seed's random weights; ``"esco-skills"`` the study
-    model pretrained on that corpus; ``"shakespeare+esco-skills"`` the Shakespeare model trained further on
-    ESCO skills for :func:`continued_config`'s steps (``"shakespeare+shakespeare"`` is its same-compute
-    control). Pretrained and continued models are cached.
-    """
-    preset = preset or study_preset()
-    stages = check_source(source)
-    tok = get_tokenizer("bpe", vocab_size=preset.vocab_size)
-    config = GPTConfig.from_preset(preset, vocab_size=tok.vocab_size)
-    if not stages:
-        torch.manual_seed(preset.seed)
-        return GPT(config).to(preset.device)
-    if len(stages) == 1:
-        return pretrained_model(preset, stages[0], progress=progress)[0]
-    parent = "+".join(stages[:-1])
-    cfg = continued_config(preset)
-    cfg.progress = progress
-    key = {"format": FORMAT_VERSION, "source": source, "preset": model_key(preset), "tokenizer": tok.fingerprint(),
-           "train": {k: v for k, v in cfg.to_dict().items() if k not in ("progress", "log")},
-           "corpus": data.fingerprint(data.load_corpus(stages[-1])["train"])}
-
-    def build(path: Path) -> None:
-        start = source_model(parent, preset, progress)
-        ids = data.encode_split(data.load_corpus(stages[-1])["train"], tok)
-        result = train(start, ids, cfg)
-        if result.interrupted:
-            raise KeyboardInterrupt("continued pretraining was interrupted; nothing was cached")
-        checkpoint.save_model(result.model, path, tok, extra={"source": source})
-
-    return cache.cached("continued", key, ".safetensors", build,
-                        lambda p: checkpoint.load_model(p, config=config, tokenizer=tok, device=preset.device))
-
-
-def model_key(preset: Preset) -> dict:
-    """The preset as a cache key (any CUDA device counts as one: the same seed trains the same model)."""
-    d = preset.as_dict()
-    d["device"] = device_key(preset.device)
-    return d
+    """Fractions, learning-rate grids, step cap and early-stopping schedule of the preset's sweeps (a copy of
+    :func:`tlteach.study.settings` for ``"transfer"``)."""
+    return study_settings(preset, "transfer")
 
 
 def target_subset(fraction: float, seed: int, corpus: str = data.TARGET):
@@ -171,31 +72,25 @@ def finetune_run(source: str, fraction: float, lr: float, preset: Preset | None 
     preset = preset or study_preset()
     settings = settings or sweep_settings(preset)
     check_source(source)
-    tok = get_tokenizer("bpe", vocab_size=preset.vocab_size)
+    tok = tokenizer(preset)
     subset = target_subset(fraction, preset.seed, target)
     train_ids = data.encode_split(subset, tok)
-    cfg = finetune_config(preset, lr, settings, len(train_ids))
-    key = {"format": FORMAT_VERSION, "source": source, "fraction": float(fraction), "lr": float(lr),
-           "target": target, "subset": data.fingerprint(subset), "tokenizer": tok.fingerprint(),
-           "preset": model_key(preset), "train": cfg.to_dict(), "patience": settings["patience"]}
 
-    def build(path: Path) -> None:
+    def body(cfg: TrainConfig) -> Trained:
         ds = data.load_corpus(target)
         val_ids, test_ids = data.encode_split(ds["validation"], tok), data.encode_split(ds["test"], tok)
         model = source_model(source, preset)
         stop = EarlyStopping("val", patience=settings["patience"])
         result = train(model, train_ids, cfg, eval_sets={"val": val_ids}, on_eval=stop)
-        if result.interrupted:
-            raise KeyboardInterrupt("fine-tuning was interrupted; nothing was cached")
         stop.restore(model)
         test = evaluate(model, test_ids, cfg.block_size, cfg.batch_size, 2 * cfg.eval_iters, cfg.amp)
-        record = {"source": source, "fraction": float(fraction), "lr": float(lr), "docs": len(subset),
-                  "tokens": len(train_ids), "val": stop.best, "step": stop.best_step, "steps": result.steps,
-                  "test": test, "seconds": result.train_seconds,
-                  "history": result.history.to_dict(orient="list")}
-        cache.atomic_write_text(path, json.dumps(record))
+        return Trained(result, {"source": source, "fraction": float(fraction), "lr": float(lr), "docs": len(subset),
+                                "tokens": len(train_ids), "val": stop.best, "step": stop.best_step, "test": test})
 
-    return cache.cached("finetune", key, ".json", build, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    spec = {"source": source, "fraction": float(fraction), "lr": float(lr), "target": target,
+            "subset": data.fingerprint(subset), "patience": settings["patience"]}
+    cfg = finetune_config(preset, lr, settings, len(train_ids))
+    return cached_run("finetune", spec, preset, cfg, body, weights=False).record
 
 
 def best_run(source: str, fraction: float, preset: Preset | None = None, settings: dict | None = None,

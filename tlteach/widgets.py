@@ -3,10 +3,11 @@
 - :func:`run_explorer` (notebooks 05 to 07): a slider over fine-tuning runs, their curves and numbers.
 - :func:`tradeoff_explorer` (notebook 08): pick methods and a run on the learning-against-forgetting plot.
 - :func:`logit_explorer` (notebook 01): move a few logits and a temperature, pick the target token, and see
-  the probabilities, the loss ``-log p[target]`` and its gradient change. :func:`explorer_state` is the
-  computation behind it, usable (and tested) without a browser.
+  the probabilities, the loss ``-log p[target]`` and its gradient change. The arithmetic behind it is
+  :func:`tlteach.losses.explorer_state`, usable (and tested) without a browser.
 
 Where no kernel runs (the rendered book), the notebooks show a static figure from :mod:`tlteach.plots` first.
+A view: it imports the core (:mod:`tlteach.losses`) and the figures (:mod:`tlteach.plots`); neither imports it.
 """
 
 from __future__ import annotations
@@ -14,60 +15,15 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-
-from . import losses
+from . import plots
+from .losses import ExplorerState, explorer_state
 
 if TYPE_CHECKING:
     import ipywidgets
 
 DEFAULT_LOGITS = (2.0, 1.0, 0.5, -1.0)
-
-
-@dataclass(frozen=True)
-class ExplorerState:
-    """What the logit explorer shows for one setting of its controls."""
-
-    probs: tuple[float, ...]  # softmax(logits / temperature)
-    loss: float  # -log probs[target], in nats
-    grad: tuple[float, ...]  # d loss / d logits = (probs - onehot(target)) / temperature
-    target: int
-    temperature: float
-
-    @property
-    def perplexity(self) -> float:
-        """``exp(loss)``."""
-        return math.exp(self.loss)
-
-
-def explorer_state(logits: Sequence[float], temperature: float = 1.0, target: int = 0) -> ExplorerState:
-    """Probabilities, loss and gradient for ``logits`` at ``temperature`` with the given ``target`` (notebook 01).
-
-    The loss is the cross-entropy of one token: ``-log softmax(z / T)[target]``; its gradient with respect to
-    the logits ``z`` is ``(softmax(z / T) - onehot(target)) / T``.
-    """
-    if len(logits) < 2:
-        raise ValueError(f"need at least 2 logits to make a distribution, got {len(logits)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    if not 0 <= target < len(logits):
-        raise ValueError(f"target {target} is not an index into {len(logits)} logits")
-    z = torch.tensor([float(v) for v in logits], dtype=torch.float64) / temperature
-    logp = losses.log_softmax(z)
-    probs = torch.exp(logp)
-    onehot = torch.zeros_like(probs)
-    onehot[target] = 1.0
-    grad = (probs - onehot) / temperature
-    return ExplorerState(
-        probs=tuple(probs.tolist()),
-        loss=float(-logp[target]),
-        grad=tuple(grad.tolist()),
-        target=int(target),
-        temperature=float(temperature),
-    )
 
 
 def state_html(state: ExplorerState, labels: Sequence[str]) -> str:
@@ -150,8 +106,6 @@ def figure_html(fig, dpi: int = 80) -> str:
 def run_html(records: Sequence[dict], index: int, baselines: dict | None = None) -> str:
     """What :func:`run_explorer` shows for run ``index``: its numbers, then every run's curves with it
     highlighted."""
-    from . import plots
-
     r = records[index]
     rise = r["forgetting"] / r["source_before"]
     head = (f"<p><b>{html.escape(r['label'])}</b>: source loss {r['source_before']:.3f} &rarr; "
@@ -179,8 +133,6 @@ def run_explorer(records: Sequence[dict], description: str = "run", baselines: d
 def tradeoff_html(records: Sequence[dict], kinds: Sequence[str], index: int, front: Sequence[int] = ()) -> str:
     """What :func:`tradeoff_explorer` shows: the chosen run's numbers, then the learning-against-forgetting
     plot of the runs of the chosen ``kinds``, the Pareto front and the chosen run ringed (notebook 08)."""
-    from . import plots
-
     r = records[index]
     points: dict[str, list] = {}
     for rec in records:
