@@ -163,8 +163,8 @@ def main(args: argparse.Namespace) -> int:
             from .tokenizer import get_tokenizer
 
             tok = get_tokenizer("bpe", vocab_size=args.vocab_size, corpus=args.corpus)
-            ds = data.load_corpus(args.corpus)
-            ids, val_ids = data.encode_split(ds["train"], tok), data.encode_split(ds["validation"], tok)
+            splits = data.token_splits(args.corpus, tok, ("train", "validation"))
+            ids, val_ids = splits["train"], splits["validation"]
             vocab, source = tok.vocab_size, args.corpus
         else:
             stream = toy_stream(args.tokens, args.vocab_size, args.seed)

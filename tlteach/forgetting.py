@@ -26,7 +26,7 @@ from . import data, ewc, lora
 from .gpt import GPT
 from .methods import Method
 from .presets import Preset
-from .study import Run, Trained, cached_run, source_model, streams, study_preset
+from .study import Run, Trained, cached_run, schedule, source_model, streams, study_preset
 from .study import settings as study_settings
 from .train import TrainConfig, evaluate, train
 
@@ -38,11 +38,10 @@ def forgetting_settings(preset: Preset | None = None) -> dict:
 
 
 def run_config(method: Method, preset: Preset, settings: dict) -> TrainConfig:
-    """The fine-tuning schedule of a forgetting run (``method`` resolved): short warmup, cosine decay to a tenth."""
-    return TrainConfig(max_iters=method.steps, batch_size=settings["batch_size"], block_size=preset.block_size,
-                       learning_rate=method.lr, min_lr=method.lr / 10, warmup_iters=max(1, method.steps // 30),
-                       eval_interval=settings["eval_interval"], eval_iters=settings["eval_iters"], seed=preset.seed,
-                       progress=False)
+    """The fine-tuning schedule of a forgetting run (``method`` resolved; :func:`tlteach.study.schedule`): a short
+    warmup, then cosine decay to a tenth of the rate."""
+    return schedule(preset, method.steps, method.lr, settings["batch_size"], settings["eval_interval"],
+                    settings["eval_iters"], warmup_div=30, progress=False)
 
 
 def forgetting_run(method: Method, preset: Preset | None = None, progress: bool = False,

@@ -60,10 +60,10 @@ def main(args: argparse.Namespace) -> int:
         source = str(path)
     else:
         name = args.dataset or data.SOURCE
-        ds = data.load_corpus(name)
         tok = (get_tokenizer("char", corpus=name) if args.tokenizer == "char"
                else get_tokenizer("bpe", vocab_size=pick(args.vocab_size, preset.vocab_size), corpus=name))
-        train_ids, val_ids = data.encode_split(ds["train"], tok), data.encode_split(ds["validation"], tok)
+        splits = data.token_splits(name, tok, ("train", "validation"))
+        train_ids, val_ids = splits["train"], splits["validation"]
         source = name
     config = GPTConfig(vocab_size=tok.vocab_size, block_size=pick(args.block_size, preset.block_size),
                        n_layer=pick(args.n_layer, preset.n_layer), n_head=pick(args.n_head, preset.n_head),

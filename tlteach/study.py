@@ -133,7 +133,7 @@ class Run:
 
 
 def train_key(cfg: TrainConfig) -> dict:
-    """A training config as it enters a cache key: every field but how the run is shown (:data:`NOT_IN_KEY`)."""
+    """A training config as it enters a cache key: every field but how the run is shown (``NOT_IN_KEY``)."""
     return {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_KEY}
 
 
@@ -179,21 +179,27 @@ def cached_run(kind: str, spec: dict, preset: Preset, cfg: TrainConfig, body: Ca
 
 
 # ----------------------------------------------------------------------------- the model zoo
+def schedule(preset: Preset, steps: int, lr: float, batch_size: int, eval_interval: int, eval_iters: int,
+             warmup_div: int = 20, progress: bool = True) -> TrainConfig:
+    """The one schedule of every study (notebook 02 onwards): ``steps`` of ``batch_size`` windows of the preset's
+    context, a linear warmup over ``steps // warmup_div`` steps (at least one), then cosine decay to a tenth of
+    ``lr`` at the last step, and an evaluation every ``eval_interval`` steps on ``eval_iters`` batches."""
+    return TrainConfig(max_iters=steps, batch_size=batch_size, block_size=preset.block_size, learning_rate=lr,
+                       min_lr=lr / 10, warmup_iters=max(1, steps // warmup_div), eval_interval=eval_interval,
+                       eval_iters=eval_iters, seed=preset.seed, progress=progress)
+
+
 def pretrain_config(preset: Preset) -> TrainConfig:
-    """The pretraining schedule a preset asks for (notebook 02): warmup, then cosine decay to a tenth."""
-    return TrainConfig(max_iters=preset.pretrain_iters, batch_size=preset.batch_size, block_size=preset.block_size,
-                       learning_rate=preset.pretrain_lr, min_lr=preset.pretrain_lr / 10,
-                       warmup_iters=max(1, preset.pretrain_iters // 20), eval_interval=preset.eval_interval,
-                       eval_iters=preset.eval_iters, seed=preset.seed)
+    """The pretraining schedule a preset asks for (notebook 02)."""
+    return schedule(preset, preset.pretrain_iters, preset.pretrain_lr, preset.batch_size, preset.eval_interval,
+                    preset.eval_iters)
 
 
 def continued_config(preset: Preset) -> TrainConfig:
     """Continued pretraining on a later stage: half the pretraining steps, at a third of its learning rate
     (notebook 04)."""
-    cfg = pretrain_config(preset)
-    lr = preset.pretrain_lr / 3
-    steps = max(1, preset.pretrain_iters // 2)
-    return replace(cfg, max_iters=steps, learning_rate=lr, min_lr=lr / 10, warmup_iters=max(1, steps // 20))
+    return schedule(preset, max(1, preset.pretrain_iters // 2), preset.pretrain_lr / 3, preset.batch_size,
+                    preset.eval_interval, preset.eval_iters)
 
 
 def pretraining(corpus: str, preset: Preset, progress: bool = False, on_eval=None) -> Run:
@@ -242,7 +248,7 @@ def source_model(source: str, preset: Preset | None = None, progress: bool = Fal
 
     def body(cfg: TrainConfig) -> Trained:
         start = source_model(parent, preset, progress)
-        return Trained(train(start, data.encode_split(data.load_corpus(stages[-1])["train"], tokenizer(preset)), cfg))
+        return Trained(train(start, data.token_splits(stages[-1], tokenizer(preset), ("train",))["train"], cfg))
 
     spec = {"source": source, "text": data.fingerprint(data.load_corpus(stages[-1])["train"])}
     return cached_run("continued", spec, preset, continued_config(preset), body, progress=progress).model()

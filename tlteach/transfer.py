@@ -18,7 +18,7 @@ import numpy as np
 
 from . import data
 from .presets import Preset
-from .study import SCRATCH, Trained, cached_run, check_source, source_model, study_preset, tokenizer
+from .study import SCRATCH, Trained, cached_run, check_source, schedule, source_model, study_preset, tokenizer
 from .study import settings as study_settings
 from .train import EarlyStopping, TrainConfig, evaluate, train
 
@@ -44,7 +44,8 @@ def target_subset(fraction: float, seed: int, corpus: str = data.TARGET):
 
 def finetune_config(preset: Preset, lr: float, settings: dict | None = None, train_tokens: int | None = None
                     ) -> TrainConfig:
-    """A sweep's fine-tuning schedule: short warmup, then cosine decay to a tenth of ``lr`` at the step cap.
+    """A sweep's fine-tuning schedule (:func:`tlteach.study.schedule`): a short warmup, then cosine decay to a tenth
+    of ``lr`` at the step cap.
 
     With ``train_tokens`` given, evaluation comes at least once per pass over the training text (but not
     more often than every 10 steps): on a few thousand tokens a model overfits within a few dozen steps,
@@ -55,9 +56,8 @@ def finetune_config(preset: Preset, lr: float, settings: dict | None = None, tra
     if train_tokens is not None:
         epoch_steps = train_tokens // (s["batch_size"] * preset.block_size)
         interval = max(10, min(interval, epoch_steps))
-    return TrainConfig(max_iters=s["max_iters"], batch_size=s["batch_size"], block_size=preset.block_size,
-                       learning_rate=lr, min_lr=lr / 10, warmup_iters=max(1, s["max_iters"] // 50),
-                       eval_interval=interval, eval_iters=s["eval_iters"], seed=preset.seed, progress=False)
+    return schedule(preset, s["max_iters"], lr, s["batch_size"], interval, s["eval_iters"], warmup_div=50,
+                    progress=False)
 
 
 def finetune_run(source: str, fraction: float, lr: float, preset: Preset | None = None,
@@ -77,8 +77,8 @@ def finetune_run(source: str, fraction: float, lr: float, preset: Preset | None 
     train_ids = data.encode_split(subset, tok)
 
     def body(cfg: TrainConfig) -> Trained:
-        ds = data.load_corpus(target)
-        val_ids, test_ids = data.encode_split(ds["validation"], tok), data.encode_split(ds["test"], tok)
+        held_out = data.token_splits(target, tok, ("validation", "test"))
+        val_ids, test_ids = held_out["validation"], held_out["test"]
         model = source_model(source, preset)
         stop = EarlyStopping("val", patience=settings["patience"])
         result = train(model, train_ids, cfg, eval_sets={"val": val_ids}, on_eval=stop)
