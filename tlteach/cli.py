@@ -19,7 +19,6 @@ training on two CPU processes::
 from __future__ import annotations
 
 import argparse
-import sys
 
 PROG = "python -m tlteach"
 # tlteach.data.CORPORA's names, written out so that building the parser does not import datasets
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     Only the chosen command's module is imported, here, so that parsing and ``--help`` stay fast.
     """
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     if args.command == "doctor":
         from .environment import doctor
 

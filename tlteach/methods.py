@@ -45,7 +45,8 @@ class Plugs:
         for name in ("batches", "groups"):
             if getattr(self, name) is not None and getattr(other, name) is not None:
                 raise ValueError(f"two methods both set the loop's {name}; they cannot be combined")
-        return Plugs(penalty=_sum(self.penalty, other.penalty), batches=self.batches or other.batches,
+        return Plugs(penalty=_sum(self.penalty, other.penalty),
+                     batches=self.batches if self.batches is not None else other.batches,
                      groups=self.groups if self.groups is not None else other.groups,
                      hooks=(*self.hooks, *other.hooks), adapters=self.adapters or other.adapters)
 
@@ -55,8 +56,11 @@ class Plugs:
 
 
 def _sum(a, b):
-    if a is None or b is None:
-        return a or b
+    """Two penalties as one (either may be ``None``)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
     return lambda model: a(model) + b(model)
 
 

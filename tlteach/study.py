@@ -116,7 +116,6 @@ class Run:
 
     record: dict
     path: Path | None = None
-    config: GPTConfig | None = None
     device: str = "cpu"
 
     def history(self):
@@ -129,7 +128,7 @@ class Run:
         """The weights after the run, on the preset's device (a fresh copy at every call)."""
         if self.path is None:
             raise ValueError("this run kept no weights (cached_run(..., weights=False)); only its record")
-        return checkpoint.load_model(self.path, config=self.config, device=self.device)
+        return checkpoint.load_model(self.path, device=self.device)
 
 
 def train_key(cfg: TrainConfig) -> dict:
@@ -165,15 +164,15 @@ def cached_run(kind: str, spec: dict, preset: Preset, cfg: TrainConfig, body: Ca
         record = {**trained.record, "history": result.history.to_dict(orient="list"), "steps": result.steps,
                   "seconds": result.train_seconds, "tokens_per_s": result.tokens_per_s}
         if weights:
-            checkpoint.save_model(trained.model or result.model, path, tok, extra={"record": record})
+            model = result.model if trained.model is None else trained.model
+            checkpoint.save_model(model, path, tok, extra={"record": record})
         else:
             cache.atomic_write_text(path, json.dumps(record))
 
     def load(path: Path) -> Run:
         if not weights:
             return Run(json.loads(path.read_text(encoding="utf-8")))
-        meta = checkpoint.read_metadata(path)
-        return Run(meta["extra"]["record"], path, GPTConfig.from_dict(meta["config"]), preset.device)
+        return Run(checkpoint.read_metadata(path)["extra"]["record"], path, preset.device)
 
     return cache.cached(kind, key, ".safetensors" if weights else ".json", build, load)
 
