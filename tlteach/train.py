@@ -154,9 +154,10 @@ def autocast_for(device: torch.device, enabled: bool = True):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, ids: torch.Tensor, block_size: int, batch_size: int, eval_iters: int,
-             amp: bool = True) -> float:
+             amp: bool = True) -> float | list[float]:
     """Mean next-token loss on ``eval_iters`` batches of windows spread evenly over ``ids`` (the same
-    windows every time, so successive evaluations differ only because the model did)."""
+    windows every time, so successive evaluations differ only because the model did); for a
+    :class:`~tlteach.stack.Stack`, a list with one loss per run."""
     from .data import check_blocks
 
     check_blocks(ids, block_size, "the evaluation text")
@@ -172,9 +173,29 @@ def evaluate(model: nn.Module, ids: torch.Tensor, block_size: int, batch_size: i
         y = ids[chunk[:, None] + offsets + 1].to(device)
         with autocast_for(device, amp):
             _, loss = model(x, y)
-        total += loss.item() * len(chunk)
+        total = total + _number(loss) * len(chunk)
     model.train(was_training)
-    return total / n
+    return _plain(total / n)
+
+
+def _number(loss: torch.Tensor) -> float | torch.Tensor:
+    """A loss as a Python number, or, for a :class:`~tlteach.stack.Stack` (one loss per run), a float64 vector."""
+    return loss.item() if loss.dim() == 0 else loss.detach().double().cpu()
+
+
+def _plain(value: float | torch.Tensor) -> float | list[float]:
+    """A number as a float, a vector of them (one per run of a stack) as a list."""
+    return value.tolist() if isinstance(value, torch.Tensor) else value
+
+
+def clip_per_run(groups: Sequence[dict], max_norm: float) -> None:
+    """Clip the gradient norm of each run's parameters to ``max_norm``: the groups of one model are one run; a
+    :class:`~tlteach.stack.Stack`'s groups carry a ``run`` number, and each run is clipped on its own."""
+    runs: dict[int, list[torch.Tensor]] = {}
+    for g in groups:
+        runs.setdefault(g.get("run", 0), []).extend(g["params"])
+    for params in runs.values():
+        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
 
 
 def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
@@ -192,6 +213,11 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
     group's learning rate). Each hook is called as ``hook(step, model)`` before every step, and
     ``on_eval(row)`` after every evaluation (a live loss plot, say); when it returns True, training stops
     there (:class:`EarlyStopping` does this).
+
+    ``model`` may be a :class:`~tlteach.stack.Stack` of runs (notebook 03's sweeps): its loss is one number per
+    run, the loop backpropagates their sum, clips each run's gradient on its own, gives each run its own
+    schedule (the ``schedule`` key of its groups), and the history holds one list per column, which
+    :meth:`~tlteach.stack.Stack.results` splits into one history per run.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -204,20 +230,19 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
     gen = torch.Generator().manual_seed(cfg.seed)
     opt_groups = list(groups) if groups is not None else param_groups(model, cfg.weight_decay)
     optimizer = make_optimizer(opt_groups, cfg, device)
-    trainable = [p for g in optimizer.param_groups for p in g["params"]]
     forward = torch.compile(model) if cfg.compile else model
 
     history: list[dict] = []
     start = time.perf_counter()
     train_time, tokens, step = 0.0, 0, 0
-    recent: list[float] = []
+    recent: list = []  # batch losses since the last evaluation (vectors for a stack of runs)
     interrupted = stopped = False
     if hasattr(on_eval, "model"):
         on_eval.model = model
 
     def log_eval(step: int) -> bool:
         row = {"step": step, "tokens": tokens, "lr": lr_at(min(step, cfg.max_iters - 1), cfg),
-               "batch_loss": sum(recent) / len(recent) if recent else float("nan")}
+               "batch_loss": _plain(sum(recent) / len(recent)) if recent else float("nan")}
         for name, ids in eval_sets.items():
             row[name] = evaluate(forward, ids, cfg.block_size, cfg.batch_size, cfg.eval_iters, cfg.amp)
         row["elapsed"] = time.perf_counter() - start
@@ -239,25 +264,28 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
             for hook in hooks:
                 hook(step, model)
             lr = lr_at(step - 1, cfg)
-            for g in optimizer.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
+            for g in optimizer.param_groups:  # a stacked run's groups carry its own schedule
+                own = lr_at(step - 1, g["schedule"]) if "schedule" in g else lr
+                g["lr"] = own * g.get("lr_scale", 1.0)
             t0 = time.perf_counter()
             x, y = batches(gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast_for(device, cfg.amp):
                 _, loss = forward(x, y)
-            total = loss + penalty(model) if penalty is not None else loss
+            total = loss if loss.dim() == 0 else loss.nansum()  # a stack: every run's loss (NaN: stopped)
+            total = total + penalty(model) if penalty is not None else total
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip, foreach=True)
+                clip_per_run(optimizer.param_groups, cfg.grad_clip)
             optimizer.step()
-            loss_value = loss.item()  # syncs the GPU, so the timing below is real
+            loss_value = _number(loss)  # syncs the GPU, so the timing below is real
             train_time += time.perf_counter() - t0
             tokens += x.numel()
             recent.append(loss_value)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / max(train_time, 1e-9):,.0f}", refresh=False)
+            shown = loss_value if isinstance(loss_value, float) else float(loss_value.nanmean())
+            bar.set_postfix(loss=f"{shown:.3f}", tok_s=f"{tokens / max(train_time, 1e-9):,.0f}", refresh=False)
             if step % cfg.eval_interval == 0 or step == cfg.max_iters:
                 stopped = log_eval(step)
     except KeyboardInterrupt:
