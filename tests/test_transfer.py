@@ -210,3 +210,19 @@ def test_learning_curve_has_one_row_per_source_and_size(fresh_cache):
     assert curve.groupby("source").tokens.apply(lambda t: t.is_monotonic_increasing).all()
     table = transfer.multiples(curve, ["shakespeare"])
     assert len(table) == 2 and (table.gain == table.scratch - table.test).all()
+
+
+def test_stacked_sweep_gives_the_runs_trained_alone(fresh_cache, tmp_path, monkeypatch):
+    p = _tiny_study()
+    sweep = dict(TINY_SWEEP, max_iters=80, lrs=(1e-3, 5e-2))  # the high rate overfits and stops early
+    points = [(s, f, lr) for f in sweep["fractions"] for s in ("shakespeare", "scratch") for lr in sweep["lrs"]]
+    stacked = transfer.finetune_runs(points, p, sweep, stacked=True)
+    assert all(r["stacked"] == len(points) for r in stacked)  # one schedule here: every run in one stack
+    monkeypatch.setenv("TLTEACH_CACHE", str(tmp_path / "alone"))
+    alone = transfer.finetune_runs(points, p, sweep, stacked=False)
+    assert all(r["stacked"] == 1 for r in alone)
+    for a, b in zip(alone, stacked):
+        assert (a["source"], a["fraction"], a["lr"], a["steps"], a["step"]) == (b["source"], b["fraction"],
+                                                                                b["lr"], b["steps"], b["step"])
+        assert a["val"] == pytest.approx(b["val"], abs=1e-4) and a["test"] == pytest.approx(b["test"], abs=1e-4)
+    assert len({r["steps"] for r in alone}) > 1  # early stopping ended runs at different steps

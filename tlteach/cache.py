@@ -119,6 +119,12 @@ def _valid(path: Path, key: dict) -> str | None:
     return None
 
 
+def has(kind: str, key: dict, suffix: str) -> bool:
+    """Whether the cache holds a sound artifact for ``key`` (checked as :func:`cached` checks it, not loaded)."""
+    path = artifact_path(kind, key, suffix)
+    return path.exists() and _valid(path, key) is None
+
+
 def _discard(path: Path, why: str) -> None:
     warnings.warn(f"cached artifact {path} is unusable ({why}); rebuilding it", CacheWarning, stacklevel=3)
     path.unlink(missing_ok=True)

@@ -32,6 +32,12 @@ _SHAPE_FIELDS = ("max_iters", "batch_size", "block_size", "eval_interval", "eval
                  "beta2", "grad_clip", "compile", "amp")
 
 
+def shared_settings(cfg: TrainConfig) -> tuple:
+    """What runs in one stack must share (steps, batch, context, evaluation, optimizer settings): runs whose
+    configs give the same tuple can be stacked."""
+    return tuple(getattr(cfg, f) for f in _SHAPE_FIELDS)
+
+
 class Stack(nn.Module):
     """Models of one architecture trained side by side by ``train.train`` (notebook 03).
 
@@ -221,9 +227,12 @@ def train_stacked(models: Sequence[nn.Module], streams: Sequence[torch.Tensor | 
     stop = stack.early_stopping(metric, patience) if patience else None
     result = train(stack, stack.batches(streams, [c.seed for c in configs], base.block_size, base.batch_size),
                    base, eval_sets=eval_sets, groups=stack.groups(configs, base), on_eval=stop)
+    results = stack.results(result)
     if stop is not None:
         stop.restore()
-    return stack.results(result)
+        for r, one in zip(results, stop.stops):
+            r.extras.update(best=one.best, best_step=one.best_step)
+    return results
 
 
-__all__ = ["Stack", "StackStopping", "train_stacked"]
+__all__ = ["Stack", "StackStopping", "shared_settings", "train_stacked"]

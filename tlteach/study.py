@@ -177,6 +177,24 @@ def cached_run(kind: str, spec: dict, preset: Preset, cfg: TrainConfig, body: Ca
     return cache.cached(kind, key, ".safetensors" if weights else ".json", build, load)
 
 
+def is_cached(kind: str, spec: dict, preset: Preset, cfg: TrainConfig, weights: bool = True) -> bool:
+    """Whether :func:`cached_run` would load this run rather than train it (how a sweep picks the runs it must
+    still train, to train them together in a :class:`~tlteach.stack.Stack`)."""
+    return cache.has(kind, run_key(kind, spec, preset, cfg), ".safetensors" if weights else ".json")
+
+
+def stacking(preset: Preset) -> bool:
+    """Whether the studies train their sweeps' runs stacked (:mod:`tlteach.stack`): on a GPU, where a stack fills
+    the device; not on a CPU, where one small run's step is already compute-bound (``benchmarks/stacked_sweep.py``).
+    ``TLTEACH_STACK=1`` or ``0`` overrides the choice."""
+    import os
+
+    chosen = os.environ.get("TLTEACH_STACK", "").strip()
+    if chosen in ("0", "1"):
+        return chosen == "1"
+    return preset.device.startswith("cuda")
+
+
 # ----------------------------------------------------------------------------- the model zoo
 def schedule(preset: Preset, steps: int, lr: float, batch_size: int, eval_interval: int, eval_iters: int,
              warmup_div: int = 20, progress: bool = True) -> TrainConfig:

@@ -13,14 +13,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from . import data
 from .presets import Preset
-from .study import SCRATCH, Trained, cached_run, check_source, schedule, source_model, study_preset, tokenizer
+from .stack import shared_settings, train_stacked
+from .study import (
+    SCRATCH,
+    Trained,
+    cached_run,
+    check_source,
+    is_cached,
+    schedule,
+    source_model,
+    stacking,
+    study_preset,
+    tokenizer,
+)
 from .study import settings as study_settings
-from .train import EarlyStopping, TrainConfig, evaluate, train
+from .train import EarlyStopping, TrainConfig, TrainResult, evaluate, train
 
 
 def sweep_settings(preset: Preset | None = None) -> dict:
@@ -60,37 +74,94 @@ def finetune_config(preset: Preset, lr: float, settings: dict | None = None, tra
                     progress=False)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One fine-tuning run before it is trained: what :func:`finetune_run` caches it under, and its data."""
+
+    source: str
+    fraction: float
+    lr: float
+    spec: dict
+    cfg: TrainConfig
+    train_ids: torch.Tensor
+    docs: int
+
+
+def _plan(source: str, fraction: float, lr: float, preset: Preset, settings: dict, target: str) -> _Plan:
+    check_source(source)
+    subset = target_subset(fraction, preset.seed, target)
+    train_ids = data.encode_split(subset, tokenizer(preset))
+    spec = {"source": source, "fraction": float(fraction), "lr": float(lr), "target": target,
+            "subset": data.fingerprint(subset), "patience": settings["patience"]}
+    return _Plan(source, float(fraction), float(lr), spec, finetune_config(preset, lr, settings, len(train_ids)),
+                 train_ids, len(subset))
+
+
+def _trained(plan: _Plan, result: TrainResult, best: float, best_step: int, test_ids: torch.Tensor) -> Trained:
+    """The record of a finished run, its best weights restored in ``result.model``: the test loss is theirs."""
+    cfg = plan.cfg
+    test = evaluate(result.model, test_ids, cfg.block_size, cfg.batch_size, 2 * cfg.eval_iters, cfg.amp)
+    return Trained(result, {"source": plan.source, "fraction": plan.fraction, "lr": plan.lr, "docs": plan.docs,
+                            "tokens": len(plan.train_ids), "val": best, "step": best_step, "test": test,
+                            "stacked": int(result.extras.get("stacked", 1))})
+
+
+def _cached(plan: _Plan, preset: Preset, settings: dict, target: str) -> dict:
+    """The run's record from the cache, or the run trained alone now (and cached)."""
+    def body(cfg: TrainConfig) -> Trained:
+        held_out = data.token_splits(target, tokenizer(preset), ("validation", "test"))
+        model = source_model(plan.source, preset)
+        stop = EarlyStopping("val", patience=settings["patience"])
+        result = train(model, plan.train_ids, cfg, eval_sets={"val": held_out["validation"]}, on_eval=stop)
+        stop.restore(model)
+        return _trained(plan, result, stop.best, stop.best_step, held_out["test"])
+
+    return cached_run("finetune", plan.spec, preset, plan.cfg, body, weights=False).record
+
+
 def finetune_run(source: str, fraction: float, lr: float, preset: Preset | None = None,
                  settings: dict | None = None, target: str = data.TARGET) -> dict:
     """Fine-tune ``source`` on ``fraction`` of the target with learning rate ``lr`` and early stopping
-    (notebooks 03 and 04). Cached.
+    (notebooks 03 and 04): one run, alone. Cached.
 
     Returns a dict: ``source, fraction, lr, docs, tokens`` (training tokens), ``val`` (best validation loss),
     ``step`` (where it was best), ``steps`` (run), ``test`` (test loss of the best weights), ``seconds``,
-    ``history`` (the loop's evaluations).
+    ``stacked`` (how many runs it was trained with: 1 alone), ``history`` (the loop's evaluations).
     """
     preset = preset or study_preset()
     settings = settings or sweep_settings(preset)
-    check_source(source)
-    tok = tokenizer(preset)
-    subset = target_subset(fraction, preset.seed, target)
-    train_ids = data.encode_split(subset, tok)
+    return _cached(_plan(source, fraction, lr, preset, settings, target), preset, settings, target)
 
-    def body(cfg: TrainConfig) -> Trained:
-        held_out = data.token_splits(target, tok, ("validation", "test"))
-        val_ids, test_ids = held_out["validation"], held_out["test"]
-        model = source_model(source, preset)
-        stop = EarlyStopping("val", patience=settings["patience"])
-        result = train(model, train_ids, cfg, eval_sets={"val": val_ids}, on_eval=stop)
-        stop.restore(model)
-        test = evaluate(model, test_ids, cfg.block_size, cfg.batch_size, 2 * cfg.eval_iters, cfg.amp)
-        return Trained(result, {"source": source, "fraction": float(fraction), "lr": float(lr), "docs": len(subset),
-                                "tokens": len(train_ids), "val": stop.best, "step": stop.best_step, "test": test})
 
-    spec = {"source": source, "fraction": float(fraction), "lr": float(lr), "target": target,
-            "subset": data.fingerprint(subset), "patience": settings["patience"]}
-    cfg = finetune_config(preset, lr, settings, len(train_ids))
-    return cached_run("finetune", spec, preset, cfg, body, weights=False).record
+def finetune_runs(points: Sequence[tuple[str, float, float]], preset: Preset | None = None,
+                  settings: dict | None = None, target: str = data.TARGET, stacked: bool | None = None,
+                  progress: bool = False) -> list[dict]:
+    """The records of many ``(source, fraction, lr)`` runs, as :func:`finetune_run` gives them (notebook 03).
+
+    With ``stacked`` (default: :func:`tlteach.study.stacking`, on a GPU), the runs not cached yet that share a
+    schedule (those of one fraction) are trained together as one :class:`~tlteach.stack.Stack`, each with its
+    own start, data, learning rate and early stopping, and cached one by one: the same numbers, to float
+    tolerance, as training them alone.
+    """
+    preset = preset or study_preset()
+    settings = settings or sweep_settings(preset)
+    plans = [_plan(s, f, lr, preset, settings, target) for s, f, lr in points]
+    if stacking(preset) if stacked is None else stacked:
+        todo = [p for p in plans if not is_cached("finetune", p.spec, preset, p.cfg, weights=False)]
+        by_schedule: dict[tuple, list[_Plan]] = {}
+        for p in todo:
+            by_schedule.setdefault(shared_settings(p.cfg), []).append(p)
+        held_out = data.token_splits(target, tokenizer(preset), ("validation", "test"))
+        for group in by_schedule.values():
+            if len(group) < 2:
+                continue
+            results = train_stacked([source_model(p.source, preset) for p in group], [p.train_ids for p in group],
+                                    [p.cfg for p in group], {"val": held_out["validation"]}, settings["patience"],
+                                    progress=progress)
+            for p, r in zip(group, results):
+                done = _trained(p, r, r.extras["best"], r.extras["best_step"], held_out["test"])
+                cached_run("finetune", p.spec, preset, p.cfg, lambda cfg, done=done: done, weights=False)
+    return [_cached(p, preset, settings, target) for p in plans]
 
 
 def best_run(source: str, fraction: float, preset: Preset | None = None, settings: dict | None = None,
@@ -99,7 +170,7 @@ def best_run(source: str, fraction: float, preset: Preset | None = None, setting
     fair learning rate (notebook 03). Its ``tried`` entry lists ``(lr, val)`` of every run."""
     preset = preset or study_preset()
     settings = settings or sweep_settings(preset)
-    runs = [finetune_run(source, fraction, lr, preset, settings) for lr in (lrs or settings["lrs"])]
+    runs = finetune_runs([(source, fraction, lr) for lr in (lrs or settings["lrs"])], preset, settings)
     best = dict(min(runs, key=lambda r: r["val"]))
     best["tried"] = [(r["lr"], r["val"]) for r in runs]
     return best
@@ -125,6 +196,9 @@ def learning_curve(sources: Sequence[str], fractions: Sequence[float] | None = N
     rows = []
     with tqdm(total=total, desc="fine-tuning runs", disable=not progress) as bar:
         for fraction in fractions:
+            if stacking(preset):  # this size's runs, trained together (their own bar); then read from the cache
+                finetune_runs([(s, fraction, lr) for s in sources for lr in settings["lrs"]], preset, settings,
+                              progress=progress)
             for s in sources:
                 runs = []
                 for lr in settings["lrs"]:
