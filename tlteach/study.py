@@ -40,9 +40,10 @@ NOT_IN_KEY = ("progress", "log")  # how a run is shown, never what it computes
 
 # The many-run studies train dozens of models, so they use a small model in every preset (fields not named
 # here come from the preset), and each study has its settings per preset:
-# - transfer (notebooks 03 and 04): the target-data fractions of the learning curve (nested subsets, two
-#   orders of magnitude), the learning rates every source tries, the step cap, the batch and the
-#   early-stopping schedule, and the "small" target size of notebook 04;
+# - transfer (notebooks 03 and 04): the target-data fractions of the learning curve (nested subsets; in quick
+#   0.1% to 3%: at 10% the runs need several times the step cap to converge, and what that size shows, the gain
+#   shrinking as target data grows, the smaller sizes show already), the learning rates every source tries, the
+#   step cap, the batch and the early-stopping schedule, and the "small" target size of notebook 04;
 # - forgetting (notebooks 05 to 08): the steps and learning rate of the reference run, the rates of the sweep,
 #   the batch, how often both domains are evaluated, how many windows estimate the Fisher, the penalty
 #   strengths, the LoRA ranks, the replay shares and the gradual-unfreezing intervals.
@@ -51,7 +52,7 @@ RANKS = (2, 4, 8, 16)  # LoRA ranks of notebook 07's sweep
 _STUDIES = {
     "quick": dict(
         model={},
-        transfer=dict(fractions=(0.001, 0.003, 0.01, 0.03, 0.1), lrs=(3e-4, 1e-3, 3e-3), max_iters=1500,
+        transfer=dict(fractions=(0.001, 0.003, 0.01, 0.03), lrs=(3e-4, 1e-3, 3e-3), max_iters=1500,
                       batch_size=8, eval_interval=50, eval_iters=16, patience=3, small=0.003),
         forgetting=dict(steps=300, lr=1e-3, lrs=(3e-4, 1e-3, 3e-3), batch_size=16, eval_interval=25, eval_iters=16,
                         fisher_examples=512, lams=LAMS, ranks=RANKS, replay=(0.1, 0.25, 0.5), unfreeze=(25, 75))),
@@ -195,6 +196,19 @@ def stacking(preset: Preset) -> bool:
     return preset.device.startswith("cuda")
 
 
+def how_trained(preset: Preset, study: str = "transfer") -> str:
+    """One sentence a notebook prints: how the ``study``'s runs are trained in this preset (notebooks 03 to 08).
+    The transfer sweeps stack their runs where :func:`stacking` says so; the forgetting studies (whose methods
+    change the model and the loss run by run) train every run alone."""
+    if study != "transfer":
+        return "Runs are trained one at a time through the one loop, each from the same pretrained model."
+    if stacking(preset):
+        return ("Runs are trained through the one loop, those that share a schedule together as one stack "
+                "(tlteach.stack): the numbers are those of each run alone, to float tolerance.")
+    return (f"Runs are trained one at a time through the one loop, on {preset.device}: here a small model's step "
+            "is compute-bound and stacking runs (tlteach.stack, used on a GPU) would not make them faster.")
+
+
 # ----------------------------------------------------------------------------- the model zoo
 def schedule(preset: Preset, steps: int, lr: float, batch_size: int, eval_interval: int, eval_iters: int,
              warmup_div: int = 20, progress: bool = True) -> TrainConfig:
@@ -303,6 +317,7 @@ def setup(study: str = "forgetting", preset: Preset | None = None, progress: boo
 
     preset = study_preset(preset)
     show_environment(preset)
+    print(how_trained(preset, study))
     chosen = settings(preset, study)
     seed_everything(preset.seed)
     return Setup(preset, chosen, streams(preset), source_model(data.SOURCE, preset, progress=progress))

@@ -1,0 +1,109 @@
+"""A learning-curve sweep trained one by one and stacked, and the pretraining step against nanoGPT's recipe.
+
+Prints, for the ``quick`` study model: the runs of one learning-curve size (five sources x three learning
+rates, each with early stopping), their total training steps, the wall time trained one by one and as one
+:class:`tlteach.stack.Stack`, the ratio, and the largest difference in a run's test loss between the two; then
+the tokens/s of the one loop on nanoGPT's CPU recipe (shakespeare_char, 4x4x128, block 64, batch 12) against
+the figures stored in ``benchmarks/results/nanogpt_char_seed*.txt``. Each sweep starts from an empty cache of
+runs (the sources are pretrained first, untimed). Usage::
+
+    .venv/bin/python benchmarks/stacked_sweep.py [--fraction 0.01] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tlteach import data, study, transfer
+from tlteach.gpt import GPT, GPTConfig
+from tlteach.presets import get_preset
+from tlteach.tokenizer import CharTokenizer
+from tlteach.train import TrainConfig, train
+
+SOURCES = ("scratch", "shakespeare", "esco-skills", "python-docs", "shakespeare+esco-skills")
+RESULTS = Path(__file__).parent / "results"
+
+
+def sweep(fraction: float) -> None:
+    preset = study.study_preset(get_preset("quick", device="cpu"))
+    settings = transfer.sweep_settings(preset)
+    points = [(s, fraction, lr) for s in SOURCES for lr in settings["lrs"]]
+    for s in SOURCES:
+        study.source_model(s, preset, progress=True)  # pretrained once, in the shared cache, untimed
+    timed = {}
+    for name, stacked in (("one by one", False), ("stacked", True)):
+        runs_cache = Path(tempfile.mkdtemp(prefix=f"tlteach-bench-{name.replace(' ', '-')}-"))
+        for kind in ("pretrained", "continued", "tokenizers"):  # share the sources, not the fine-tuning runs
+            src = Path(os.environ["TLTEACH_CACHE"]) / kind
+            if src.exists():
+                (runs_cache / kind).symlink_to(src)
+        os.environ["TLTEACH_CACHE"], shared = str(runs_cache), os.environ["TLTEACH_CACHE"]
+        start = time.perf_counter()
+        timed[name] = (transfer.finetune_runs(points, preset, settings, stacked=stacked), time.perf_counter() - start)
+        os.environ["TLTEACH_CACHE"] = shared
+    alone, stacked_runs = timed["one by one"][0], timed["stacked"][0]
+    steps = sum(r["steps"] for r in alone)
+    worst = max(abs(a["test"] - b["test"]) for a, b in zip(alone, stacked_runs))
+    t1, t2 = timed["one by one"][1], timed["stacked"][1]
+    print(f"\nsweep: {len(points)} runs ({len(SOURCES)} sources x {len(settings['lrs'])} learning rates) on "
+          f"{fraction:.1%} of the target, quick study model, early stopping (patience {settings['patience']})")
+    print(f"  total training steps: {steps:,} (per run: {min(r['steps'] for r in alone)} to "
+          f"{max(r['steps'] for r in alone)})")
+    print(f"  one by one: {t1:6.1f} s   stacked: {t2:6.1f} s   one-by-one / stacked: {t1 / t2:.2f}x")
+    print(f"  largest difference in a run's test loss, stacked vs alone: {worst:.2e} nats")
+
+
+def pretraining_speed(iters: int = 300) -> None:
+    text = Path(os.environ.get("TEXT", Path(__file__).parents[2] / "shared/data/tinyshakespeare.txt"))
+    if not text.is_file():
+        print(f"\npretraining speed: skipped ({text} not found; set TEXT=path/to/tinyshakespeare.txt)")
+        return
+    raw = text.read_text(encoding="utf-8")
+    tok = CharTokenizer.train(raw)
+    ids = torch.tensor(tok.encode(raw[: int(0.9 * len(raw))]), dtype=torch.long)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False))
+    cfg = TrainConfig(max_iters=iters, batch_size=12, block_size=64, learning_rate=1e-3, min_lr=1e-4,
+                      warmup_iters=100, eval_interval=iters, eval_iters=1, progress=False)
+    result = train(model, ids, cfg)
+    stored = []
+    for f in sorted(RESULTS.glob("nanogpt_char_seed*.txt")):
+        m = re.search(r"tokens/s: ([\d,]+)", f.read_text(encoding="utf-8"))
+        if m:
+            stored.append(int(m.group(1).replace(",", "")))
+    print(f"\npretraining step, nanoGPT's CPU recipe for shakespeare_char (4x4x128, block 64, batch 12), "
+          f"{iters} iterations: {result.tokens_per_s:,.0f} tokens/s "
+          f"({1000 * result.train_seconds / result.steps:.1f} ms/iter)")
+    if stored:
+        print(f"  stored figures of the recipe (benchmarks/results/nanogpt_char_seed*.txt, {len(stored)} runs, "
+              f"2000 iterations): median {statistics.median(stored):,.0f} tokens/s; now / stored: "
+              f"{result.tokens_per_s / statistics.median(stored):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fraction", type=float, default=0.01, help="the learning-curve size (default 0.01)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    parser.add_argument("--skip-sweep", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("TLTEACH_CACHE", tempfile.mkdtemp(prefix="tlteach-bench-"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
+          f"cache {os.environ['TLTEACH_CACHE']}")
+    data.load_corpus(data.TARGET)
+    if not args.skip_sweep:
+        sweep(args.fraction)
+    pretraining_speed()
+
+
+if __name__ == "__main__":
+    main()
