@@ -118,7 +118,8 @@ def test_sources_are_checked_and_study_preset_is_small():
         small = study.study_preset(presets.get_preset(name, device="cpu"))
         assert small.n_embd <= 128 and small.name == name
     quick = transfer.sweep_settings(presets.get_preset("quick", device="cpu"))
-    assert len(quick["fractions"]) >= 5 and max(quick["fractions"]) / min(quick["fractions"]) >= 90
+    # a learning curve over at least four nested sizes, a factor of 30 from the smallest to the largest
+    assert len(quick["fractions"]) >= 4 and max(quick["fractions"]) / min(quick["fractions"]) >= 29.9
 
 
 def test_scratch_source_is_the_seeded_initialisation():
