@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,28 @@ def test_building_the_parser_imports_nothing_heavy():
             f"loaded = [m for m in {heavy!r} if m in sys.modules]; assert not loaded, loaded")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_pretrain_on_a_text_file_with_the_char_tokenizer_imports_neither_datasets_nor_transformers(tmp_path):
+    # nanoGPT's shakespeare_char recipe (benchmarks/cli_vs_nanogpt.sh) needs torch only: a start-up that loads
+    # datasets (with pandas and pyarrow) or transformers for it is time the learner waits for nothing
+    text = tmp_path / "input.txt"
+    text.write_text("\n".join(f"line {i}: the quick brown fox jumps over the lazy dog" for i in range(200)))
+    argv = ["pretrain", "--text", str(text), "--tokenizer", "char", "--n-layer", "1", "--n-head", "2", "--n-embd",
+            "16", "--block-size", "16", "--batch-size", "2", "--max-iters", "2", "--eval-interval", "1",
+            "--eval-iters", "1", "--warmup-iters", "1", "--device", "cpu", "--out", str(tmp_path / "ckpt")]
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['tlteach', *{argv!r}]\n"
+            "try:\n"
+            "    runpy.run_module('tlteach', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit as stop:\n"
+            "    assert not stop.code, f'python -m tlteach pretrain exited with {stop.code!r}'\n"
+            "print('LOADED', [m for m in ('datasets', 'transformers') if m in sys.modules])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TLTEACH_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert "step 2: train loss" in done.stdout and (tmp_path / "ckpt" / "model.safetensors").is_file()
+    assert done.stdout.splitlines()[-1] == "LOADED []", done.stdout
 
 
 def test_main_runs_the_chosen_command(monkeypatch):

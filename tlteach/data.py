@@ -19,15 +19,27 @@ import functools
 import hashlib
 import importlib.util
 import re
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from datasets import Dataset, DatasetDict
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+# ``datasets`` (and pandas, pyarrow with it) is imported where a corpus is built, not here: ``python -m tlteach
+# pretrain --text FILE --tokenizer char`` and the training loop's batches need none of it (tests/test_cli.py)
 
 SPLITS = ("train", "validation", "test")
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
+
+
+def _is_dataset(obj) -> bool:
+    """Whether ``obj`` is a ``datasets.Dataset``, without importing ``datasets`` (if it is not loaded, it is not)."""
+    datasets = sys.modules.get("datasets")
+    return datasets is not None and isinstance(obj, datasets.Dataset)
 
 
 # --------------------------------------------------------------------------- splitting by document
@@ -41,6 +53,8 @@ def split_by_document(rows: list[dict], id_field: str, val: float = VAL_FRACTION
     """Assign whole documents to train/validation/test by a hash of their id (stable, seed-free)."""
     if len(rows) < 3:
         raise ValueError(f"need at least 3 documents to make train/validation/test splits, got {len(rows)}")
+    from datasets import Dataset, DatasetDict
+
     order = sorted(rows, key=lambda r: _rank(str(r[id_field])))
     n = len(order)
     n_val = max(min_each, round(n * val))
@@ -206,6 +220,8 @@ def load_text(source: str | Path | Dataset, min_chars: int = 65, name: str = "te
     in order, so no passage leaks between splits. ``min_chars`` is the least each split must hold
     (one training block of characters; pass ``block_size + 1``).
     """
+    from datasets import Dataset, DatasetDict
+
     if isinstance(source, Dataset):
         if "text" not in source.column_names:
             raise ValueError(f"the Dataset needs a 'text' column; it has {source.column_names}")
@@ -276,7 +292,7 @@ def fingerprint(ds: Dataset) -> str:
 # --------------------------------------------------------------------------- token blocks
 def encode_split(ds: Dataset | Sequence[str], tokenizer) -> torch.Tensor:
     """Tokenize every document and join them with the end-of-text token: one long 1-D ``LongTensor``."""
-    texts = ds["text"] if isinstance(ds, Dataset) else list(ds)
+    texts = ds["text"] if _is_dataset(ds) else list(ds)
     ids: list[int] = []
     for enc in tokenizer.encode_batch(texts):
         ids.extend(enc)
@@ -306,3 +322,12 @@ def token_splits(corpus: str | DatasetDict, tokenizer, splits: Sequence[str] = S
     """A corpus's splits as token streams (:func:`encode_split` of each), keyed by split name (notebooks 02 to 09)."""
     ds = load_corpus(corpus) if isinstance(corpus, str) else corpus
     return {s: encode_split(ds[s], tokenizer) for s in splits}
+
+
+def __getattr__(name: str):
+    """``tlteach.data.Dataset`` and ``DatasetDict`` still name ``datasets``' classes, imported on first use."""
+    if name in ("Dataset", "DatasetDict"):
+        import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,11 +15,15 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, data, study
+from . import data
 from .gpt import GPT, GPTConfig
 from .presets import Preset, get_preset
 from .tokenizer import CharTokenizer, get_tokenizer
 from .train import TrainConfig, train
+
+# ``study`` (the cache and the model zoo) and ``checkpoint`` (safetensors) are imported where they are used, and
+# ``data``/``tokenizer`` import ``datasets``/``transformers`` only for a named corpus or a BPE: ``python -m tlteach
+# pretrain --text FILE --tokenizer char`` starts with torch alone (tests/test_cli.py)
 
 
 def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, progress: bool = True,
@@ -30,6 +34,8 @@ def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, pr
     CPU) and stored. Returns ``(model, tokenizer, history)``; the model is on the preset's device.
     ``on_eval(row)`` is called after each evaluation while training (e.g. ``live.LiveLoss``).
     """
+    from . import study
+
     preset = preset or get_preset()
     run = study.pretraining(corpus, preset, progress=progress, on_eval=on_eval)
     return run.model(), study.tokenizer(preset), run.history()
@@ -85,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"tokens/s: {result.tokens_per_s:,.0f} ({1000 * result.train_seconds / max(result.steps, 1):.1f} ms/iter "
           f"over {result.steps} iterations)")
     if args.out:
+        from . import checkpoint
+
         where = checkpoint.save_model(result.model, args.out, tok,
                                       extra={"train": tcfg.to_dict(), "source": source,
                                              "history": result.history.to_dict(orient="list")})

@@ -14,11 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from datasets import Dataset, DatasetDict
+from typing import TYPE_CHECKING
 
 from . import cache
 from .data import fingerprint, load_corpus
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+# ``datasets``, ``tokenizers`` and ``transformers`` are imported where a BPE is trained or loaded, or a named corpus
+# read: a character tokenizer needs none of them (``python -m tlteach pretrain --text FILE --tokenizer char``)
 
 EOT = "<|endoftext|>"
 FORMAT_VERSION = 1
@@ -194,6 +198,7 @@ def get_tokenizer(kind: str = "bpe", vocab_size: int = 2048,
     fingerprint, the kind and the size, so a changed corpus gets a new tokenizer.
     """
     import tokenizers
+    from datasets import DatasetDict
 
     if kind not in ("bpe", "char"):
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose 'bpe' or 'char'")
