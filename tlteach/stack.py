@@ -22,11 +22,12 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
 
-from .train import Batches, EarlyStopping, TrainConfig, TrainResult, decay_groups, lr_at, sampler
+from .train import Batches, EarlyStopping, TrainConfig, TrainResult, decay_groups, lr_at, sampler, train
 
 _SHAPE_FIELDS = ("max_iters", "batch_size", "block_size", "eval_interval", "eval_iters", "weight_decay", "beta1",
                  "beta2", "grad_clip", "compile", "amp")
@@ -218,10 +219,6 @@ def train_stacked(models: Sequence[nn.Module], streams: Sequence[torch.Tensor | 
     """Train ``models[i]`` on ``streams[i]`` with ``configs[i]`` for every ``i``, as one :class:`Stack` through
     ``train.train``, each run with early stopping on ``metric`` when ``patience`` is given (its best weights
     restored); one result per run, as ``train.train`` would have returned it (notebook 03)."""
-    from dataclasses import replace
-
-    from .train import train
-
     stack = Stack(models)
     base = replace(configs[0], progress=progress, log=False)
     stop = stack.early_stopping(metric, patience) if patience else None

@@ -135,33 +135,37 @@ def finetune_run(source: str, fraction: float, lr: float, preset: Preset | None 
 
 def finetune_runs(points: Sequence[tuple[str, float, float]], preset: Preset | None = None,
                   settings: dict | None = None, target: str = data.TARGET, stacked: bool | None = None,
-                  progress: bool = False) -> list[dict]:
+                  progress: bool = False, on_run: Callable[[dict], None] | None = None) -> list[dict]:
     """The records of many ``(source, fraction, lr)`` runs, as :func:`finetune_run` gives them (notebook 03).
 
     With ``stacked`` (default: :func:`tlteach.study.stacking`, on a GPU), the runs not cached yet that share a
     schedule (those of one fraction) are trained together as one :class:`~tlteach.stack.Stack`, each with its
     own start, data, learning rate and early stopping, and cached one by one: the same numbers, to float
-    tolerance, as training them alone.
+    tolerance, as training them alone. ``on_run(record)`` is called as each run's record is ready (a progress bar).
     """
     preset = preset or study_preset()
     settings = settings or sweep_settings(preset)
     plans = [_plan(s, f, lr, preset, settings, target) for s, f, lr in points]
     if stacking(preset) if stacked is None else stacked:
-        todo = [p for p in plans if not is_cached("finetune", p.spec, preset, p.cfg, weights=False)]
         by_schedule: dict[tuple, list[_Plan]] = {}
-        for p in todo:
-            by_schedule.setdefault(shared_settings(p.cfg), []).append(p)
-        held_out = data.token_splits(target, tokenizer(preset), ("validation", "test"))
-        for group in by_schedule.values():
-            if len(group) < 2:
-                continue
+        for p in plans:
+            if not is_cached("finetune", p.spec, preset, p.cfg, weights=False):
+                by_schedule.setdefault(shared_settings(p.cfg), []).append(p)
+        groups = [g for g in by_schedule.values() if len(g) > 1]  # a run with no partner is trained alone below
+        held_out = data.token_splits(target, tokenizer(preset), ("validation", "test")) if groups else {}
+        for group in groups:
             results = train_stacked([source_model(p.source, preset) for p in group], [p.train_ids for p in group],
                                     [p.cfg for p in group], {"val": held_out["validation"]}, settings["patience"],
                                     progress=progress)
             for p, r in zip(group, results):
                 done = _trained(p, r, r.extras["best"], r.extras["best_step"], held_out["test"])
                 cached_run("finetune", p.spec, preset, p.cfg, lambda cfg, done=done: done, weights=False)
-    return [_cached(p, preset, settings, target) for p in plans]
+    records = []
+    for p in plans:
+        records.append(_cached(p, preset, settings, target))
+        if on_run is not None:
+            on_run(records[-1])
+    return records
 
 
 def best_run(source: str, fraction: float, preset: Preset | None = None, settings: dict | None = None,
@@ -195,15 +199,11 @@ def learning_curve(sources: Sequence[str], fractions: Sequence[float] | None = N
     total = len(settings["lrs"]) * len(sources) * len(fractions)
     rows = []
     with tqdm(total=total, desc="fine-tuning runs", disable=not progress) as bar:
-        for fraction in fractions:
-            if stacking(preset):  # this size's runs, trained together (their own bar); then read from the cache
-                finetune_runs([(s, fraction, lr) for s in sources for lr in settings["lrs"]], preset, settings,
-                              progress=progress)
+        for fraction in fractions:  # one size's runs at a time (stacked together where study.stacking says so)
+            done = finetune_runs([(s, fraction, lr) for s in sources for lr in settings["lrs"]], preset, settings,
+                                 progress=progress, on_run=lambda _: bar.update(1))
             for s in sources:
-                runs = []
-                for lr in settings["lrs"]:
-                    runs.append(finetune_run(s, fraction, lr, preset, settings))
-                    bar.update(1)
+                runs = [r for r in done if r["source"] == s]
                 best = min(runs, key=lambda r: r["val"])
                 row = {k: best[k] for k in ("source", "fraction", "docs", "tokens", "lr", "val", "test", "step",
                                             "steps")}
