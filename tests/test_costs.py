@@ -34,10 +34,12 @@ def test_training_memory_counts_gradients_and_adamw_only_for_trainable_parameter
     with pytest.raises(ValueError, match="n_trainable"):
         costs.training_memory(10, 11)
     table = costs.extrapolate(7e9, lora_fraction=0.003)
-    full, bf16, lora = table["total (GB)"]
+    full, mixed, bf16, lora = table["total (GB)"]
     assert full == pytest.approx(112.0) and bf16 == pytest.approx(84.0)  # 16 and 12 bytes per parameter
+    # bf16 weights and gradients plus an fp32 master copy and fp32 AdamW: 2 + 4 + 2 + 8 bytes, no saving on fp32
+    assert mixed == pytest.approx(112.0) and table.iloc[1]["weights (GB)"] == pytest.approx(42.0)
     assert lora == pytest.approx(14.0 + 0.003 * 7 * 16)  # a bf16 base plus fp32 adapters with AdamW
-    assert table.index[2] == "LoRA r=8 (frozen bf16 base)"
+    assert table.index[3] == "LoRA r=8 (frozen bf16 base)"
 
 
 def test_measured_state_of_full_fine_tuning_is_the_arithmetic_with_the_tied_matrix_counted_once():

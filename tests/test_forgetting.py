@@ -88,6 +88,19 @@ def test_bigram_loss_by_hand():
     assert losses.bigram_loss(pattern, pattern, 7) < 0.05 < losses.unigram_loss(pattern, pattern, 7)
 
 
+def test_best_bigram_picks_the_smoothing_that_fits():
+    g = torch.Generator().manual_seed(0)
+    pattern = torch.arange(4000) % 7
+    loss, alpha = losses.best_bigram_loss(pattern, pattern, 7)
+    assert alpha == min(losses.ALPHAS)  # a deterministic sequence wants the least smoothing
+    assert loss == pytest.approx(losses.bigram_loss(pattern, pattern, 7, alpha))
+    # few counts of many pairs, evaluated on fresh draws: heavier smoothing wins, and the best is the lowest
+    train, ev = torch.randint(0, 50, (300,), generator=g), torch.randint(0, 50, (3000,), generator=g)
+    loss, alpha = losses.best_bigram_loss(train, ev, 50)
+    assert alpha == max(losses.ALPHAS)
+    assert all(loss <= losses.bigram_loss(train, ev, 50, a) for a in losses.ALPHAS)
+
+
 def test_relative_change_per_module():
     torch.manual_seed(0)
     a = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))

@@ -91,7 +91,9 @@ def test_one_settings_table_per_study():
     assert study.settings(cpu, "transfer") == study.settings(quick, "transfer")
     assert study.settings(gpu, "forgetting")["steps"] > study.settings(quick, "forgetting")["steps"]
     small = study.study_preset(cpu)
-    assert (small.n_layer, small.n_embd, small.bigram_steps) == (quick.n_layer, quick.n_embd, cpu.bigram_steps)
+    assert (small.n_embd, small.bigram_steps) == (quick.n_embd, cpu.bigram_steps)
+    # ULMFiT's layer-wise methods (notebook 08) need layers: the laptop's study model has at least four
+    assert small.n_layer >= 4 > study.study_preset(quick).n_layer
     with pytest.raises(ValueError, match="unknown study"):
         study.settings(quick, "sweep")
     s = study.settings(quick)

@@ -59,8 +59,9 @@ def extrapolate(n_params: float = 7e9, lora_fraction: float = 0.003, lora_rank: 
     """Weights, gradients and AdamW state in GB for full fine-tuning and LoRA of an ``n_params`` model (notebook 09).
 
     Assumptions, kept simple: AdamW's moments are always fp32 (8 bytes per trainable parameter); gradients
-    have the dtype of the weights; "bf16 weights" means the weights themselves are bf16 (a master fp32 copy,
-    as in many mixed-precision setups, would add 4 bytes per parameter); LoRA trains ``lora_fraction`` of
+    have the dtype of the weights; "bf16 weights, no master copy" means the weights themselves are bf16 and
+    updated in bf16; mixed-precision training as usually done keeps an fp32 master copy of the weights beside the
+    bf16 ones (4 more bytes per parameter, counted with the weights in its row); LoRA trains ``lora_fraction`` of
     the parameter count in fp32 on top of a frozen bf16 base (r=8 on every Linear of a 7B Llama is about 20M
     parameters, 0.3%; on the attention's q and v only, 0.06%; ``lora_rank`` only names the row). No activations,
     no framework overhead, no CUDA context: real runs need more.
@@ -71,7 +72,10 @@ def extrapolate(n_params: float = 7e9, lora_fraction: float = 0.003, lora_rank: 
     base, adapters = training_memory(n, 0, weight_bytes=2), training_memory(n_lora, n_lora)
     rows = {
         "full fine-tuning (fp32 + AdamW)": training_memory(n, n),
-        "full fine-tuning (bf16 weights, fp32 AdamW)": training_memory(n, n, weight_bytes=2, grad_bytes=2),
+        "full fine-tuning (mixed precision: bf16 weights + fp32 master copy, fp32 AdamW)":
+            training_memory(n, n, weight_bytes=2 + 4, grad_bytes=2),
+        "full fine-tuning (bf16 weights, no master copy, fp32 AdamW)": training_memory(n, n, weight_bytes=2,
+                                                                                       grad_bytes=2),
         f"LoRA r={lora_rank} (frozen bf16 base)": {k: base[k] + adapters[k] for k in base},
     }
     table = pd.DataFrame({name: {f"{k} (GB)": v / GB for k, v in m.items()} for name, m in rows.items()})

@@ -135,6 +135,17 @@ def bigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int
     return float(-logp[eval_ids[:-1].long(), eval_ids[1:].long()].mean())
 
 
+ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def best_bigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int,
+                     alphas: Sequence[float] = ALPHAS) -> tuple[float, float]:
+    """The counted bigram at its best: :func:`bigram_loss` for each smoothing ``alpha`` and the lowest loss on
+    ``eval_ids`` with the ``alpha`` that gave it. Choosing ``alpha`` on the evaluation tokens flatters the bigram,
+    so a model that beats it beats the best a one-token context can do (notebooks 02 and 05)."""
+    return min((bigram_loss(train_ids, eval_ids, vocab_size, a), a) for a in alphas)
+
+
 def perplexity(loss: float | torch.Tensor) -> float:
     """``exp(loss)``: the number of equally likely tokens the model is, on average, choosing among (notebook 01)."""
     return math.exp(float(loss))

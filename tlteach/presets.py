@@ -50,7 +50,7 @@ class Preset:
 _BUDGETS = {
     # CI smoke budget on a 2-core CPU: every lesson's effect still shows, on a very small model.
     "quick": dict(vocab_size=1024, n_layer=2, n_head=2, n_embd=64, block_size=64, batch_size=16,
-                  bigram_steps=300, pretrain_iters=600, pretrain_lr=3e-3, eval_interval=100, eval_iters=8),
+                  bigram_steps=300, pretrain_iters=3000, pretrain_lr=3e-3, eval_interval=250, eval_iters=8),
     # A learner's laptop: minutes per notebook.
     "cpu": dict(vocab_size=2048, n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32,
                 bigram_steps=500, pretrain_iters=2000, pretrain_lr=2e-3, eval_interval=200, eval_iters=20),

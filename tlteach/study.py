@@ -64,8 +64,11 @@ _STUDIES = {
         forgetting=dict(steps=600, lr=1e-3, lrs=(3e-4, 1e-3, 3e-3), batch_size=32, eval_interval=50, eval_iters=20,
                         fisher_examples=2048, lams=LAMS, ranks=RANKS, replay=(0.1, 0.25, 0.5), unfreeze=(50, 150))),
 }
-# A laptop runs the studies as CI does: quick's small model (its sizes and steps; not its bigram) and settings.
-_STUDIES["cpu"] = dict(_STUDIES["quick"], model={k: v for k, v in budget("quick").items() if k != "bigram_steps"})
+# A laptop runs the studies with CI's settings on a deeper small model: quick's sizes and steps (not its bigram) with
+# four blocks instead of two, so that the methods that treat layers differently (ULMFiT's discriminative rates and
+# gradual unfreezing, notebook 08) have layers to treat differently.
+_STUDIES["cpu"] = dict(_STUDIES["quick"],
+                       model={**{k: v for k, v in budget("quick").items() if k != "bigram_steps"}, "n_layer": 4})
 
 
 def study_preset(preset: Preset | None = None) -> Preset:
