@@ -1,7 +1,7 @@
 # tlteach: every set-up step is a make target. Needs only Python 3.10+ and make.
 #   make course   create .venv, install, execute every notebook on the best device, build the book
 #   make test     create .venv, install with test extras, run unit tests + nbval (quick preset) + the book check
-#   make lab      open JupyterLab on notebooks/ (widgets included)
+#   make lab      open JupyterLab on lab/, a working copy of notebooks/ (widgets included)
 #   make book     build the book (book/_build/html) from the notebooks' stored outputs, warnings as errors
 #   make doctor   check the installation
 #   make practice regenerate practice/ (student versions) from notebooks/ after editing a notebook
@@ -73,8 +73,14 @@ lint: $(VENV)/.installed-test
 practice: $(VENV)/.installed
 	$(PY) -m tlteach practice
 
+# JupyterLab saves as you work, so it opens a working copy, lab/ (made on the first run; git ignores it): the
+# published notebooks/ keep their outputs. lab/practice/ holds the practice versions. As root (a container),
+# JupyterLab needs --allow-root.
 lab: $(VENV)/.installed-lab $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	@if [ ! -d lab ]; then mkdir -p lab/practice && cp notebooks/[0-9][0-9]-*.ipynb lab/ && \
+		cp practice/[0-9][0-9]-*.ipynb lab/practice/ && \
+		echo "made lab/, your working copy of notebooks/ (and lab/practice/): edit and run there"; fi
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) lab/
 
 # Jupyter Book 1.x from the stored outputs (nothing executes): seconds. Fails on any warning, and when a
 # notebook is missing from book/_toc.yml. Prints the path of the index page last.

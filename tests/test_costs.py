@@ -172,3 +172,21 @@ def test_cuda_peak_sees_a_64_mb_tensor_and_step_speed_uses_bf16():
     result = costs.step_speed(GPT(TINY), batch_size=2, block_size=16, steps=2, warmup=1, amp=True, device="cuda")
     bf16 = torch.cuda.is_bf16_supported()
     assert result["setting"] == ("CUDA bf16 autocast" if bf16 else "fp32") and result["tokens_per_s"] > 0
+
+
+def test_activations_grow_with_the_batch_and_vanish_without_autograd():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    one, four = (costs.activation_bytes(model, *batch(TINY, b)) for b in (1, 4))
+    assert one > 0 and 3.5 * one < four <= 4.5 * one  # what autograd saves is per window
+    with torch.no_grad():
+        assert costs.activation_bytes(model, *batch(TINY, 4)) == 0  # nothing is kept for a backward pass
+
+
+def test_memory_figure_stacks_the_parts():
+    from tlteach import plots
+
+    fig = plots.memory_figure({"full": {"weights": 4.0, "gradients": 4.0}, "LoRA": {"weights": 4.0}})
+    ax = fig.axes[0]
+    assert [round(p.get_width(), 1) for p in ax.patches] == [4.0, 4.0, 4.0, 0.0]
+    assert fig.get_figwidth() <= plots.WIDTH

@@ -48,6 +48,7 @@ def test_logit_explorer_figure() -> None:
     )
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 3
+    _legible_in_the_book(fig)
     for ax, temp in zip(fig.axes, (0.5, 1.0, 2.0), strict=True):
         heights = [bar.get_height() for bar in ax.patches]
         assert len(heights) == 4 and math.isclose(sum(heights), 1.0, rel_tol=1e-9)
@@ -107,17 +108,30 @@ def test_run_explorer_highlights_the_chosen_run() -> None:
         widgets.run_explorer([])
 
 
+def _legible_in_the_book(fig) -> None:
+    """Shown at full size in the book's column, and no text smaller than 8 pt (11 px at 100 dpi)."""
+    from matplotlib.text import Text
+
+    assert fig.get_figwidth() <= plots.WIDTH
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text()]
+    assert sizes and min(sizes) >= 8, min(sizes)
+
+
 def test_forgetting_figures() -> None:
     runs = [_run("a", 0.2), _run("b", 1.0)]
     fig = plots.forgetting_curves(runs, highlight=0, baselines={"unigram": 5.0})
-    left, right = fig.axes
-    assert len(left.lines) == 3 and len(right.lines) == 2  # two runs and the baseline on the source panel
-    assert left.lines[1].get_alpha() == 1.0 and left.lines[2].get_alpha() < 1.0
+    _legible_in_the_book(fig)
+    source, target = fig.axes
+    assert len(source.lines) == 3 and len(target.lines) == 2  # two runs and the baseline on the source panel
+    assert source.lines[1].get_alpha() == 1.0 and source.lines[2].get_alpha() < 1.0
     fig = plots.tradeoff_figure({"ewc": [(4.0, 5.0, "λ 1"), (4.5, 4.6, "")]},
                                 paths={"stopped early": ([5.0, 4.0], [4.0, 5.5])}, front=[(4.0, 5.0), (4.5, 4.6)],
                                 start=(5.0, 4.0))
+    _legible_in_the_book(fig)
     ax = fig.axes[0]
     assert "target" in ax.get_xlabel() and "source" in ax.get_ylabel()
+    two = plots.tradeoff_figure({"lora": [(4.0, 5.0, "")], "lora + embeddings": [(3.5, 5.5, "")]}).axes[0]
+    assert len({line.get_marker() for line in two.lines}) == 2  # a variant is told apart from its method
     assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"ewc", "stopped early", "Pareto front"}
     fig = plots.layer_change_figure({"wte": 0.5, "ln_f": 0.1})
     assert [p.get_width() for p in fig.axes[0].patches] == [0.5, 0.1]

@@ -109,6 +109,25 @@ def measured_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
     return out
 
 
+def activation_bytes(model: nn.Module, batch_x: torch.Tensor, batch_y: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps from one forward pass for the backward pass: the activations
+    (notebook 09). Counted as they are saved (``torch.autograd.graph.saved_tensors_hooks``), each storage once,
+    the model's own parameters left out; they grow with the batch and the context, unlike the other three parts
+    of training memory."""
+    seen = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += _storage_bytes([t], seen)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _, loss = model(batch_x, batch_y)
+    del loss
+    return total
+
+
 def one_step(model: nn.Module, batch_x: torch.Tensor, batch_y: torch.Tensor, lr: float = 1e-3) -> torch.optim.Optimizer:
     """One AdamW step with the loop's parameter groups and optimizer (``TrainConfig``'s defaults), so that
     gradients and optimizer state exist; returns the optimizer (notebook 09). The gradients are kept (not

@@ -31,6 +31,9 @@ from .embeddings import pca_2d
 from .losses import explorer_state
 
 TARGET_COLOUR = "#d62728"
+# The book's text column is about 690 px wide and the notebooks draw at 100 dpi: a figure at most WIDTH inches wide
+# is shown at full size, so its smallest text (8 pt, 11 px) stays legible there.
+WIDTH = 6.9
 OTHER_COLOUR = "#1f77b4"
 EVAL_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")
 
@@ -50,14 +53,14 @@ def logit_explorer_figure(
         raise ValueError(f"{len(labels)} labels for {len(logits)} logits")
     if not temperatures:
         raise ValueError("give at least one temperature")
-    fig, axes = plt.subplots(1, len(temperatures), figsize=(3.6 * len(temperatures), 3.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(temperatures), figsize=(WIDTH, 3.0), sharey=True, squeeze=False)
     for ax, temp in zip(axes[0], temperatures, strict=True):
         state = explorer_state(logits, temp, target)
         colours = [TARGET_COLOUR if i == target else OTHER_COLOUR for i in range(len(logits))]
         ax.bar(range(len(logits)), state.probs, color=colours)
         ax.set_xticks(range(len(logits)), [repr(lab) for lab in labels], rotation=30, ha="right")
         ax.set_ylim(0, 1)
-        ax.set_title(f"T = {temp:g}: loss {state.loss:.2f} nats")
+        ax.set_title(f"T = {temp:g}: loss {state.loss:.2f} nats", fontsize=9)
         for i, p in enumerate(state.probs):
             ax.text(i, p + 0.02, f"{p:.2f}", ha="center", fontsize=8)
     axes[0][0].set_ylabel("probability")
@@ -120,7 +123,7 @@ def loss_curve(
     """
     if len(train_losses) == 0:
         raise ValueError("no training losses to plot")
-    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
     steps = range(len(train_losses))
     ax.plot(steps, train_losses, color=OTHER_COLOUR, alpha=0.3, linewidth=0.8, label="train (per batch)")
     ax.plot(
@@ -143,7 +146,7 @@ def eval_curve(history, sets: Sequence[str] | None = None, baselines: Mapping[st
     rows = history.to_dict(orient="records") if hasattr(history, "to_dict") else [dict(r) for r in history]
     if sets is None:
         sets = [k for k in (rows[0] if rows else {}) if k not in NOT_LOSSES]
-    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
     _baselines(ax, baselines)
     for name in sets:
         pts = [(r["step"], r[name]) for r in rows if r.get(name) is not None and r[name] == r[name]]  # skip NaN
@@ -175,7 +178,7 @@ def embedding_map(weight: torch.Tensor, token_ids: Sequence[int], labels: Sequen
     for g, members in enumerate((groups or {}).values()):
         for i in members:
             colour_of[i] = f"C{g}"
-    fig, ax = plt.subplots(figsize=(8.0, 6.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 5.4))
     colours = [colour_of.get(i, "0.6") for i in token_ids]
     ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=18)
     for (x, y), text, colour in zip(xy.tolist(), labels, colours, strict=True):
@@ -203,7 +206,7 @@ def lr_search_figure(runs: Sequence[Mapping], title: str = "one source, three le
     if not runs:
         raise ValueError("no runs to plot")
     best = min(runs, key=lambda r: r["val"])
-    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
     for i, r in enumerate(sorted(runs, key=lambda r: r["lr"])):
         h = r["history"]
         chosen = r is best
@@ -224,7 +227,7 @@ def learning_curve_figure(curve, y: str = "test", title: str = "learning curves 
     """``y`` (default: test loss) against the number of target training tokens, log scale, one line per
     source (notebook 03). ``curve`` is a ``transfer.learning_curve`` table; runs stopped by the step cap
     rather than by early stopping are drawn as hollow markers."""
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
     for i, (source, rows) in enumerate(curve.groupby("source", sort=False)):
         rows = rows.sort_values("tokens")
         colour = SOURCE_COLOURS.get(source, EVAL_COLOURS[i % len(EVAL_COLOURS)])
@@ -263,12 +266,12 @@ def labelled_scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[
 def forgetting_curves(records: Sequence[Mapping], highlight: int | None = None,
                       baselines: Mapping[str, float] | None = None,
                       title: str = "fine-tuning on the target, watching the source") -> Figure:
-    """Source (left) and target (right) validation loss against the fine-tuning step, one line per run
+    """Source (top) and target (bottom) validation loss against the fine-tuning step, one line per run
     (notebooks 05 to 07). ``records`` are ``forgetting.forgetting_run`` results; run ``highlight`` is drawn
     thick and the others faint; ``baselines`` (e.g. the source's unigram loss) go on the source panel."""
     if not records:
         raise ValueError("no runs to plot")
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 7.2), sharex=True)  # one panel per row: legible in a column
     colours = plt.get_cmap("viridis")([i / max(1, len(records) - 1) * 0.85 for i in range(len(records))])
     _baselines(axes[0], baselines)
     for i, r in enumerate(records):
@@ -279,10 +282,10 @@ def forgetting_curves(records: Sequence[Mapping], highlight: int | None = None,
             ax.plot(h["step"], h[domain], "-", label=f"{r['label']} ({h[domain][-1]:.2f})", **style)
     for ax, name in zip(axes, ("source (Shakespeare): forgetting", "target (ESCO occupations): learning")):
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("fine-tuning step")
+        ax.set_ylabel("validation loss (nats per token)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("validation loss (nats per token)")
+        ax.legend(fontsize=8)
+    axes[1].set_xlabel("fine-tuning step")
     fig.suptitle(title, fontsize=11)
     return _closed(fig)
 
@@ -291,6 +294,8 @@ METHOD_MARKERS = {"full": "o", "ewc": "s", "l2": "D", "lora": "^", "replay": "v"
                   "unfreeze": "X"}
 METHOD_COLOURS = {"full": "#7f7f7f", "ewc": TARGET_COLOUR, "l2": "#ff7f0e", "lora": "#2ca02c", "replay": "#9467bd",
                   "discriminative": "#8c564b", "unfreeze": "#17becf"}
+# variants that share a method's first word get their own marker and colour
+METHOD_MARKERS["lora + embeddings"], METHOD_COLOURS["lora + embeddings"] = "<", "#98df8a"
 
 
 def tradeoff_figure(points: Mapping[str, Sequence[tuple[float, float, str]]],
@@ -302,19 +307,19 @@ def tradeoff_figure(points: Mapping[str, Sequence[tuple[float, float, str]]],
     marker per run (notebooks 06 to 08). ``points`` maps a method to ``(target, source, label)`` triples;
     ``paths`` maps a name to a run's trajectory (full fine-tuning stopped early at each evaluation); ``front``
     is the Pareto front, ``start`` the pretrained model before fine-tuning, ``highlight`` a run to ring."""
-    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    fig, ax = plt.subplots(figsize=(WIDTH, 5.0))
     for name, (xs, ys) in (paths or {}).items():
         ax.plot(xs, ys, "--", color="grey", alpha=0.8, linewidth=1.2, label=name)
     for method, pts in points.items():
         if not pts:
             continue
         xs, ys, labels = zip(*pts)
-        kind = method.split()[0]
+        kind = method if method in METHOD_MARKERS else method.split()[0]
         ax.plot(xs, ys, METHOD_MARKERS.get(kind, "o"), color=METHOD_COLOURS.get(kind, OTHER_COLOUR), markersize=7,
                 linestyle="-", linewidth=0.8, label=method)
         for x, y, label in pts:
             if label:
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     if front:
         fx, fy = zip(*sorted(front))
         ax.plot(fx, fy, "-", color="black", linewidth=2.5, alpha=0.35, label="Pareto front", zorder=0)
@@ -334,7 +339,7 @@ def tradeoff_figure(points: Mapping[str, Sequence[tuple[float, float, str]]],
 def barh_figure(values: Mapping[str, float], xlabel: str, title: str, fmt: str | None = None) -> Figure:
     """One horizontal bar per entry, in order, labelled with its value when ``fmt`` is given (notebooks 05 and 09)."""
     names = list(values)
-    fig, ax = plt.subplots(figsize=(7.0, 0.28 * len(names) + 1.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.28 * len(names) + 1.2))
     bars = ax.barh(range(len(names)), [values[n] for n in names], color=OTHER_COLOUR)
     if fmt:
         ax.bar_label(bars, [format(values[n], fmt) for n in names], padding=3, fontsize=8)
@@ -344,6 +349,29 @@ def barh_figure(values: Mapping[str, float], xlabel: str, title: str, fmt: str |
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     ax.margins(x=0.15)
+    return _closed(fig)
+
+
+def memory_figure(parts: Mapping[str, Mapping[str, float]], unit: str = "MB",
+                  title: str = "what training holds in memory") -> Figure:
+    """One stacked horizontal bar per setting (e.g. full fine-tuning, LoRA), split into its parts (weights,
+    gradients, optimizer state, activations), in ``unit`` (notebook 09)."""
+    names = list(parts)
+    kinds = list(dict.fromkeys(k for m in parts.values() for k in m))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(names) + 1.6))
+    left = [0.0] * len(names)
+    for j, kind in enumerate(kinds):
+        widths = [parts[n].get(kind, 0.0) for n in names]
+        ax.barh(range(len(names)), widths, left=left, color=f"C{j}", label=kind)
+        left = [a + b for a, b in zip(left, widths)]
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {total:,.0f} {unit}", va="center", fontsize=9)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncols=len(kinds), loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(names) < 3 else -0.2))
+    ax.margins(x=0.18)
     return _closed(fig)
 
 
@@ -358,7 +386,7 @@ def fisher_groups_figure(groups: Mapping[str, object], title: str = "where the F
     ``ewc.fisher_by_group``'s table."""
     tables = list(groups.items())
     names = list(tables[0][1].index)
-    fig, ax = plt.subplots(figsize=(7.0, 0.32 * len(names) + 1.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.32 * len(names) + 1.4))
     height = 0.8 / len(tables)
     for i, (kind, df) in enumerate(tables):
         ax.barh([j + i * height for j in range(len(names))], df.loc[names, "mass"], height=height,
