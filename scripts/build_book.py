@@ -193,8 +193,13 @@ def _widget_html(model_id: str, state: dict, depth: int = 0) -> str:
             f"<option{' selected' if i in chosen else ''}>{html.escape(str(label))}</option>"
             for i, label in enumerate(labels)
         )
-        multiple = " multiple" if name == "SelectMultipleModel" else ""
-        return f'<div class="tlteach-control">{_label(s)}<select disabled{multiple}>{options}</select></div>'
+        if name == "SelectMultipleModel":  # every option visible, ticked or not (a disabled list box greys them)
+            boxes = "".join(
+                f'<label><input type="checkbox" disabled{" checked" if i in chosen else ""}> {html.escape(str(label))}'
+                "</label>" for i, label in enumerate(labels)
+            )
+            return f'<div class="tlteach-control">{_label(s)}<span class="tlteach-choices">{boxes}</span></div>'
+        return f'<div class="tlteach-control">{_label(s)}<select disabled>{options}</select></div>'
     if name in {"CheckboxModel", "ToggleButtonModel"}:
         checked = " checked" if s.get("value") else ""
         return f'<div class="tlteach-control">{_label(s)}<input type="checkbox" disabled{checked}></div>'

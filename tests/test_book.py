@@ -124,7 +124,9 @@ def test_widgets_become_static_html(notebook):
     assert '<input type="range" disabled' in html and "<output>2.00</output>" in html
     assert "<option selected>b</option>" in html and "<table><tr><td>p</td></tr></table>" in html
     assert 'max="2" step="1" value="1"><output>r=4</output>' in html  # a selection slider shows its label
-    assert "<select disabled multiple><option selected>ewc</option><option>l2</option><option selected>lora" in html
+    # every method visible with its tick, none hidden in a greyed list box
+    assert ('<input type="checkbox" disabled checked> ewc</label><label><input type="checkbox" disabled> l2</label>'
+            '<label><input type="checkbox" disabled checked> lora</label>') in html
     # no saved state: a tqdm bar shows nothing (its text is the 0% start), another widget a note
     (note,) = nb.cells[4].outputs
     assert "interactive widget" in note.data["text/html"] and "0%|" not in json.dumps(note)

@@ -146,3 +146,12 @@ def test_fisher_groups_figure_marks_the_parameter_share() -> None:
     assert [round(p.get_width(), 2) for p in ax.patches] == [0.25, 0.75, 0.25, 0.75]
     (ticks,) = [line for line in ax.lines if line.get_marker() == "|"]
     assert list(ticks.get_xdata()) == [0.75, 0.25]  # each group's share of the parameters
+
+
+def test_embedding_map_moves_the_labels_of_close_points_apart() -> None:
+    import torch
+
+    xy = torch.tensor([[0.0, 0.0], [0.001, 0.0], [0.002, 0.001], [1.0, 1.0]])
+    offsets = plots._label_offsets(xy)
+    assert len(set(offsets[:3])) == 3  # three points on top of each other: three places for their labels
+    assert offsets[3] == offsets[0]  # a point far from the rest keeps the first place

@@ -160,6 +160,24 @@ def eval_curve(history, sets: Sequence[str] | None = None, baselines: Mapping[st
     return _finish(fig, ax, title, "cross-entropy (nats per token)", title_size=10)
 
 
+def _label_offsets(xy: torch.Tensor, near: float = 0.035) -> list[tuple[int, int]]:
+    """An offset (points) for each point's label, so that labels of points close together do not overlap: each
+    takes the first of a few positions around its point not already taken by a nearby label."""
+    lo, span = xy.min(0).values, (xy.max(0).values - xy.min(0).values).clamp_min(1e-9)
+    pos = ((xy - lo) / span).tolist()  # 0..1 on both axes
+    choices = [(3, 2), (3, -10), (3, 13), (-50, 2), (-50, -10), (-50, 13), (3, -22), (3, 25)]
+    taken: list[tuple[float, float]] = []
+    out = []
+    for x, y in pos:
+        for offset in choices:
+            spot = (x + offset[0] / 450, y + offset[1] / 300)  # points as a fraction of the axes (~450 x 300 pt)
+            if all(abs(spot[0] - a) > 3 * near or abs(spot[1] - b) > near for a, b in taken):
+                break
+        taken.append(spot)
+        out.append(offset)
+    return out
+
+
 def embedding_map(weight: torch.Tensor, token_ids: Sequence[int], labels: Sequence[str],
                   groups: Mapping[str, Sequence[int]] | None = None,
                   title: str = "token embeddings, first two principal components") -> Figure:
@@ -181,9 +199,10 @@ def embedding_map(weight: torch.Tensor, token_ids: Sequence[int], labels: Sequen
     fig, ax = plt.subplots(figsize=(WIDTH, 5.4))
     colours = [colour_of.get(i, "0.6") for i in token_ids]
     ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=18)
-    for (x, y), text, colour in zip(xy.tolist(), labels, colours, strict=True):
-        ax.annotate(text.strip() or repr(text), (x, y), xytext=(3, 2), textcoords="offset points", fontsize=8,
+    for (x, y), text, colour, offset in zip(xy.tolist(), labels, colours, _label_offsets(xy), strict=True):
+        ax.annotate(text.strip() or repr(text), (x, y), xytext=offset, textcoords="offset points", fontsize=8,
                     color=colour if colour != "0.6" else "0.3")
+    ax.margins(0.12)  # room for the labels at the edges
     for g, name in enumerate((groups or {}).keys()):
         ax.scatter([], [], c=f"C{g}", s=18, label=name)
     if groups:
@@ -284,7 +303,7 @@ def forgetting_curves(records: Sequence[Mapping], highlight: int | None = None,
         ax.set_title(name, fontsize=10)
         ax.set_ylabel("validation loss (nats per token)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, ncols=2 if len(records) > 4 else 1)  # many runs: two columns, less of the lines hidden
     axes[1].set_xlabel("fine-tuning step")
     fig.suptitle(title, fontsize=11)
     return _closed(fig)
