@@ -119,7 +119,8 @@ def fisher_diagonal(model: nn.Module, ids: torch.Tensor, n_examples: int = 256, 
         per_example_grads = vmap(grad(log_likelihood), in_dims=(None, 0, 0))
         fisher = {n: torch.zeros(p.shape, dtype=torch.float32, device=p.device) for n, p in params.items()}
         chunks = list(zip(x.split(batch_size), y.split(batch_size)))
-        for xb, yb in tqdm(chunks, desc=f"{kind} Fisher", disable=not progress, leave=False):
+        # the bar stays when done (leave=True): a bar closed on finishing is stored in a notebook half-drawn
+        for xb, yb in tqdm(chunks, desc=f"{kind} Fisher", disable=not progress):
             for n, g in per_example_grads(params, xb, yb).items():
                 fisher[n] += g.float().pow(2).sum(dim=0)
     return {n: f / n_examples for n, f in fisher.items()}
