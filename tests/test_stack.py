@@ -12,7 +12,8 @@ from tlteach.stack import Stack, train_stacked
 from tlteach.train import EarlyStopping, TrainConfig, train
 
 CFG = GPTConfig(vocab_size=16, block_size=16, n_layer=1, n_head=2, n_embd=16)
-TOL = dict(rtol=0, atol=1e-4)  # float tolerance: the same sums in another order
+TOL = dict(rtol=0, atol=3e-4)  # float tolerance: the same sums in another order, drifting over 80 Adam steps
+# (measured here up to 1.3e-4 on one machine; the negative control below moves the losses by 0.76 nats)
 
 
 def _data(n: int = 3000, seed: int = 0, period: int = 7) -> torch.Tensor:
@@ -68,7 +69,7 @@ def test_stacked_runs_match_the_same_runs_trained_alone(patience):
         # the same function: the key's bias gets float noise for a gradient (softmax ignores it) and Adam turns
         # noise into steps, so the runs are compared by what they compute, not weight by weight
         x = _data(seed=8)[:64].view(4, 16)
-        torch.testing.assert_close(many.model(x)[0], one.model(x)[0], rtol=0, atol=1e-4)
+        torch.testing.assert_close(many.model(x)[0], one.model(x)[0], **TOL)
 
 
 def test_a_stack_differs_from_one_clip_over_every_run():

@@ -225,5 +225,5 @@ def test_stacked_sweep_gives_the_runs_trained_alone(fresh_cache, tmp_path, monke
     for a, b in zip(alone, stacked):
         assert (a["source"], a["fraction"], a["lr"], a["steps"], a["step"]) == (b["source"], b["fraction"],
                                                                                 b["lr"], b["steps"], b["step"])
-        assert a["val"] == pytest.approx(b["val"], abs=1e-4) and a["test"] == pytest.approx(b["test"], abs=1e-4)
+        assert a["val"] == pytest.approx(b["val"], abs=3e-4) and a["test"] == pytest.approx(b["test"], abs=3e-4)
     assert len({r["steps"] for r in alone}) > 1  # early stopping ended runs at different steps
