@@ -223,9 +223,10 @@ def _widget_html(model_id: str, state: dict, depth: int = 0) -> str:
 
 
 WIDGET_NOTE = (
-    '<div class="tlteach-widget-note">An interactive widget, shown here as it first appears. Open the notebook '
+    '<div class="tlteach-widget-note">An interactive widget, shown here as it first appeared. Run the notebook '
     "in JupyterLab (<code>make lab</code>) to move its controls.</div>"
 )
+PLAIN_NOTE = "An interactive widget: run the notebook in JupyterLab (make lab) to move its controls."
 
 
 def static_widget_output(output, state: dict):
@@ -241,7 +242,32 @@ def static_widget_output(output, state: dict):
         markup, plain = _tqdm_html(model, state)
     else:
         markup = f'<div class="tlteach-widget">{WIDGET_NOTE}{_widget_html(model_id, state)}</div>'
+        plain = PLAIN_NOTE
     return nbformat.v4.new_output("display_data", data={"text/html": markup, "text/plain": plain})
+
+
+def add_stills(nb) -> int:
+    """Give every widget output of ``nb`` (in place) the still the book shows, as ``text/html``, and a
+    ``text/plain`` that is the still's text: a finished tqdm bar's last line, or what the widget is.
+
+    JupyterLab renders a widget's view only in a trusted notebook with its kernel's models; a notebook just
+    opened (a clone, a download) is untrusted, so it falls back to the richest *safe* type. Without this it
+    would be the ``text/plain`` ipywidgets recorded when the widget was created: ``VBox(children=(...`` or a
+    bar at ``0%``. A widget whose state was not saved keeps its output as it is. Returns how many changed.
+    ``scripts/run_notebooks.py`` calls it on every notebook it writes.
+    """
+    state, changed = _state(nb), 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if out.get("output_type") not in ("display_data", "execute_result") or WIDGET_VIEW not in data:
+                continue
+            if data[WIDGET_VIEW].get("model_id", "") not in state:
+                continue
+            still = static_widget_output(out, state)
+            data["text/html"], data["text/plain"] = still.data["text/html"], still.data["text/plain"]
+            changed += 1
+    return changed
 
 
 def _terminal_text(text: str) -> str:

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     from nbclient.exceptions import CellExecutionError
 
     import tlteach
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from build_book import add_stills
     from tlteach.environment import device_description
     from tlteach.presets import get_preset
 
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"  FAILED: {str(err).strip().splitlines()[-1]}", flush=True)
         seconds = time.perf_counter() - start
+        add_stills(nb)  # what an untrusted JupyterLab shows of a widget before its cells run
         nbformat.write(nb, path)
         print(f"  {'done' if ok else 'stopped'} in {seconds:.1f} s -> {path.relative_to(ROOT)}", flush=True)
         if not args.no_record:

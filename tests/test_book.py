@@ -137,3 +137,30 @@ def test_terminal_progress_and_control_characters(notebook):
     stderr, stdout = nb.cells[5].outputs
     assert stderr.text == "100%|###| 3/3\n"
     assert stdout.text == "sample: a\u241bb\u240cc \x1b[31mred\x1b[0m\n", "ANSI colours stay, stray controls show"
+
+
+def test_stored_widget_outputs_get_the_still_as_their_safe_fallback(notebook):
+    """An untrusted JupyterLab shows a widget output's richest safe type: the still, not ``VBox(...)`` or 0%."""
+    nb = nbformat.read(notebook, as_version=4)
+    assert build_book.add_stills(nb) == 2  # the bar and the explorer; the two with no saved state stay as they were
+    (bar,) = nb.cells[2].outputs
+    assert WIDGET_VIEW in bar.data, "the live widget stays for a trusted notebook with a kernel"
+    assert bar.data["text/plain"] == "training: 100%| 300/300 [00:02<00:00]"
+    assert '<progress max="300.0" value="300.0">' in bar.data["text/html"]
+    widget = nb.cells[3].outputs[1]
+    assert "<output>2.00</output>" in widget.data["text/html"] and "VBox" not in widget.data["text/plain"]
+    assert [o.data["text/plain"] for o in nb.cells[4].outputs] == ["bigram:   0%|          | 0/300", "VBox(...)"]
+    assert build_book.prepare(notebook).cells[3].outputs[1].data["text/html"] == widget.data["text/html"]
+
+
+@pytest.mark.parametrize("path", build_book.course_notebooks(), ids=lambda p: p.stem[:2])
+def test_the_stored_notebooks_carry_their_widget_stills(path):
+    """What a learner sees on opening a stored notebook in JupyterLab, before any cell runs, is the book's still."""
+    nb = nbformat.read(path, as_version=4)
+    state = build_book._state(nb)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW in data and data[WIDGET_VIEW].get("model_id") in state:
+                assert "text/html" in data, f"{path.name}: a widget output without its still ({cell.source[:60]!r})"
+                assert not data["text/plain"].startswith(("VBox(", "HBox(")) and " 0%|" not in data["text/plain"]
