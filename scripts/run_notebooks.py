@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(ROOT / "scripts"))
     from build_book import add_stills
+
     from tlteach.environment import device_description
     from tlteach.presets import get_preset
 
