@@ -124,6 +124,12 @@ def test_forgetting_figures() -> None:
     source, target = fig.axes
     assert len(source.lines) == 3 and len(target.lines) == 2  # two runs and the baseline on the source panel
     assert source.lines[1].get_alpha() == 1.0 and source.lines[2].get_alpha() < 1.0
+    # an explorer's view names the chosen run; the faint rest share one legend entry however many they are
+    many = [_run(f"r{i}", 0.1 * i) for i in range(7)]
+    legend = plots.forgetting_curves(many, highlight=3).axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"r3 ({many[3]['history']['source'][-1]:.2f})",
+                                                         "the other 6 runs"]
+    assert len(plots.forgetting_curves(many).axes[0].get_legend().get_texts()) == 7  # no highlight: every run
     fig = plots.tradeoff_figure({"ewc": [(4.0, 5.0, "λ 1"), (4.5, 4.6, "")]},
                                 paths={"stopped early": ([5.0, 4.0], [4.0, 5.5])}, front=[(4.0, 5.0), (4.5, 4.6)],
                                 start=(5.0, 4.0))

@@ -293,17 +293,23 @@ def forgetting_curves(records: Sequence[Mapping], highlight: int | None = None,
     fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 7.2), sharex=True)  # one panel per row: legible in a column
     colours = plt.get_cmap("viridis")([i / max(1, len(records) - 1) * 0.85 for i in range(len(records))])
     _baselines(axes[0], baselines)
+    others = [i for i in range(len(records)) if highlight is not None and i != highlight]
     for i, r in enumerate(records):
         h = r["history"]
-        faint = highlight is not None and i != highlight
+        faint = i in others
         style = dict(color=colours[i], alpha=0.25 if faint else 1.0, linewidth=1.0 if faint else 2.2)
         for ax, domain in zip(axes, ("source", "target")):
-            ax.plot(h["step"], h[domain], "-", label=f"{r['label']} ({h[domain][-1]:.2f})", **style)
+            # a highlighted run is named in the legend; the faint rest share one entry (an explorer's view)
+            label = f"{r['label']} ({h[domain][-1]:.2f})" if not faint else (
+                f"the other {len(others)} runs" if i == others[0] else "_nolegend_")
+            ax.plot(h["step"], h[domain], "-", label=label, **style)
     for ax, name in zip(axes, ("source (Shakespeare): forgetting", "target (ESCO occupations): learning")):
         ax.set_title(name, fontsize=10)
         ax.set_ylabel("validation loss (nats per token)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncols=2 if len(records) > 4 else 1)  # many runs: two columns, less of the lines hidden
+        many = highlight is None and len(records) > 4
+        pairs = sorted(zip(*ax.get_legend_handles_labels()), key=lambda p: p[1].startswith("the other "))
+        ax.legend(*zip(*pairs), fontsize=8, ncols=2 if many else 1)  # many runs: two columns, fewer lines hidden
     axes[1].set_xlabel("fine-tuning step")
     fig.suptitle(title, fontsize=11)
     return _closed(fig)
