@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     import nbformat
     import torch
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     import tlteach
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = True
         try:
             client.execute()
-        except CellExecutionError as err:
+        except (CellExecutionError, CellTimeoutError) as err:  # record it and go on to the next notebook
             ok = False
             failures += 1
             print(f"  FAILED: {str(err).strip().splitlines()[-1]}", flush=True)
