@@ -14,7 +14,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .environment import show_environment  # noqa: E402
-from .presets import Preset, get_preset, seed_everything  # noqa: E402
-
 __all__ = ["Preset", "__version__", "get_preset", "seed_everything", "show_environment"]
+_LAZY = {"Preset": "presets", "get_preset": "presets", "seed_everything": "presets", "show_environment": "environment"}
+
+
+def __getattr__(name: str):
+    """``tlteach.get_preset`` and friends, imported on first use: ``python -m tlteach`` parses and checks its
+    arguments before it imports torch, so a mistyped flag costs a fraction of a second, not torch's start-up."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -115,6 +115,7 @@ def activation_bytes(model: nn.Module, batch_x: torch.Tensor, batch_y: torch.Ten
     the model's own parameters left out; they grow with the batch and the context, unlike the other three parts
     of training memory."""
     seen = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    device = next(model.parameters()).device  # the batch goes where the model is (a GPU, notebook 09)
     total = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -123,7 +124,7 @@ def activation_bytes(model: nn.Module, batch_x: torch.Tensor, batch_y: torch.Ten
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        _, loss = model(batch_x, batch_y)
+        _, loss = model(batch_x.to(device), batch_y.to(device))
     del loss
     return total
 
@@ -172,9 +173,13 @@ def step_rss(model: nn.Module, batch_x: torch.Tensor, batch_y: torch.Tensor, lr:
 
     The activations are freed by the end of the step, so the growth is about the gradients plus AdamW's state.
     A warm-up step on a tiny GPT runs first, so that the libraries' one-off start-up memory (kernels, thread
-    pools) is not counted. GPU memory is not in RSS: on a GPU use :func:`cuda_peak`.
+    pools) is not counted. GPU memory is not in RSS: for a model on a GPU the growth is None (the step still
+    runs); there use :func:`cuda_peak`.
     """
     from .gpt import GPT, GPTConfig
+
+    if next(model.parameters()).device.type != "cpu":
+        return None, one_step(model, batch_x, batch_y, lr)
 
     tiny = GPT(GPTConfig(vocab_size=512, block_size=32, n_layer=1, n_head=2, n_embd=64))  # big enough for threads
     one_step(tiny, torch.randint(512, (4, 32)), torch.randint(512, (4, 32)))

@@ -18,9 +18,12 @@ import csv
 import functools
 import hashlib
 import importlib.util
+import math
+import operator
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +37,17 @@ if TYPE_CHECKING:
 SPLITS = ("train", "validation", "test")
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
+MAX_DOC_CHARS = 2000  # a text with fewer than 3 lines is cut into documents of at most this many characters
+
+
+def _positive_int(value, name: str, least: int = 1) -> int:
+    """``value`` as an ``int``, checked to be an integer of at least ``least`` (not a bool, a float or a str)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = operator.index(value)
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value}")
+    return value
 
 
 def _is_dataset(obj) -> bool:
@@ -51,6 +65,12 @@ def _rank(doc_id: str) -> str:
 def split_by_document(rows: list[dict], id_field: str, val: float = VAL_FRACTION,
                       test: float = TEST_FRACTION, min_each: int = 1) -> DatasetDict:
     """Assign whole documents to train/validation/test by a hash of their id (stable, seed-free)."""
+    for arg, frac in (("val", val), ("test", test)):
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac < 1:
+            raise ValueError(f"{arg} must be a fraction in [0, 1), got {frac!r}")
+    if val + test >= 1:
+        raise ValueError(f"val + test = {val + test} leaves no training documents; keep it below 1")
+    min_each = _positive_int(min_each, "min_each", least=0)
     if len(rows) < 3:
         raise ValueError(f"need at least 3 documents to make train/validation/test splits, got {len(rows)}")
     from datasets import Dataset, DatasetDict
@@ -87,6 +107,8 @@ def clean_play(markdown: str) -> str:
     lines, and whole lines in brackets) are dropped; each speech becomes ``SPEAKER:`` on its own line,
     then its lines, then a blank line, as in nanoGPT's tinyshakespeare.
     """
+    if not isinstance(markdown, str):
+        raise TypeError(f"markdown must be a str (a play's text), got {type(markdown).__name__}")
     out: list[str] = []
     in_direction = None  # the closing marker of a stage direction that spans lines
     for raw in markdown.splitlines():
@@ -149,6 +171,8 @@ def split_esco_description(description: str) -> dict:
     occupations do; otherwise (most skills) it is ``""``.
     Returns ``labels`` (all labels, run together), ``preferred_label`` and ``definition``.
     """
+    if not isinstance(description, str):
+        raise TypeError(f"description must be a str, got {type(description).__name__}")
     text = " ".join(description.replace("\xa0", " ").split())
     cut = None
     for m in _DEF_START.finditer(text):
@@ -204,36 +228,102 @@ def load_python_docs() -> DatasetDict:
 
 
 # --------------------------------------------------------------------------- your own text
+def _chunks(text: str, n: int) -> list[str]:
+    """``text`` cut into ``n`` pieces of about equal length, each cut moved back to a space when one is near."""
+    cuts, step = [0], len(text) / n
+    for k in range(1, n):
+        end = round(k * step)
+        space = text.rfind(" ", max(cuts[-1], round(end - step / 2)), end)
+        cuts.append(space if space > cuts[-1] else max(end, cuts[-1]))
+    cuts.append(len(text))
+    return [piece for a, b in zip(cuts, cuts[1:]) if (piece := text[a:b].strip())]
+
+
 def _documents_of(text: str) -> list[str]:
     docs = [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
     if len(docs) < 3:  # too few paragraphs: fall back to lines
         docs = [line.strip() for line in text.splitlines() if line.strip()]
+    if 0 < len(docs) < 3:  # too few lines (one long line, say): 10 or more pieces of at most MAX_DOC_CHARS
+        text = "\n".join(docs)
+        docs = _chunks(text, max(10, math.ceil(1.5 * len(text) / MAX_DOC_CHARS)))
     return docs
 
 
-def load_text(source: str | Path | Dataset, min_chars: int = 65, name: str = "text") -> DatasetDict:
+_PATH_LIKE = re.compile(r"^~|[/\\]|\.[A-Za-z0-9]{1,8}$|^\S+$")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for a file, or with a NUL: a text, not a path
+        return False
+
+
+def _read_text_file(path: Path, hint: str = "") -> str:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a text file: pass one UTF-8 text file")
+    if not path.is_file():
+        raise FileNotFoundError(f"no text file at {path}: check the path{hint}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at position {err.start}); "
+                         "convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8`") from None
+
+
+def load_text(source: str | Path | Dataset | None = None, min_chars: int = 65, name: str = "text", *,
+              text: str | None = None) -> DatasetDict:
     """Your own corpus, with the same splits as the built-in ones (notebook 01 exercises, notebook 04).
 
     ``source`` is a path to a UTF-8 text file, a string of text, or a ``datasets.Dataset`` with a
-    ``text`` column. A text is cut into documents at blank lines (or at lines, if it has too few
-    paragraphs); the first 80% of the documents train, the next 10% validate and the last 10% test,
-    in order, so no passage leaks between splits. ``min_chars`` is the least each split must hold
-    (one training block of characters; pass ``block_size + 1``).
+    ``text`` column of str; or give the text itself as ``text=``. A path and a text are told apart so:
+    a ``pathlib.Path`` is always a file; a ``str`` with a line break or of 4,096 characters or more is
+    always a text; a one-line ``str`` naming a file (or folder) that exists is that path; a one-line
+    ``str`` under 256 characters that looks like a path (a ``/`` or ``\\``, a leading ``~``, a file
+    suffix such as ``.txt``, or no whitespace) is a path too, and a missing one is an error naming it;
+    any other ``str`` is the text itself. A text is cut into documents at blank lines (or at
+    lines, if it has too few paragraphs, or into pieces of at most 2,000 characters, if it has fewer than
+    3 lines); the first 80% of the documents train, the next 10% validate and the last 10% test, in
+    order, so no passage leaks between splits. ``min_chars`` is the least each split must hold (one
+    training block of characters; pass ``block_size + 1``).
     """
     from datasets import Dataset, DatasetDict
 
+    min_chars = _positive_int(min_chars, "min_chars")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if (source is None) == (text is None):
+        raise TypeError("load_text takes one of source (a path, a text or a Dataset) and text=, "
+                        + ("got neither" if source is None else "got both"))
+    if text is not None and not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     if isinstance(source, Dataset):
         if "text" not in source.column_names:
             raise ValueError(f"the Dataset needs a 'text' column; it has {source.column_names}")
-        docs = [str(t).strip() for t in source["text"] if str(t).strip()]
+        docs = []
+        for i, t in enumerate(source["text"]):
+            if not isinstance(t, str):
+                raise TypeError(f"the Dataset's 'text' column must hold str; row {i} is {t!r:.60} "
+                                f"({type(t).__name__}): drop or fill such rows first")
+            if t.strip():
+                docs.append(t.strip())
+    elif source is not None and not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"load_text takes a path (str or pathlib.Path), a str of text or a datasets.Dataset with a "
+                        f"'text' column, not {type(source).__name__}"
+                        + ("; convert it with datasets.Dataset.from_pandas(frame)" if hasattr(source, "to_dict")
+                           else ""))
     else:
-        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and len(source) < 4096
-                                        and Path(source).expanduser().is_file()):
+        if isinstance(source, os.PathLike):
+            text = _read_text_file(Path(source).expanduser())
+        elif source is not None:
+            one_line = "\n" not in source and 0 < len(source) < 4096
             path = Path(source).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"no text file at {path}")
-            source = path.read_text(encoding="utf-8")
-        docs = _documents_of(str(source))
+            if one_line and (_exists(path) or (len(source) < 256 and _PATH_LIKE.search(source.strip()))):
+                text = _read_text_file(path, " (to give a short one-line string as the text itself, pass "
+                                             "load_text(text=...))")
+            else:
+                text = source
+        docs = _documents_of(text)
     total = sum(len(d) for d in docs)
     if total == 0:
         raise ValueError(f"the {name} corpus is empty: give a non-empty text, file or Dataset")
@@ -265,25 +355,57 @@ SOURCE = "shakespeare"
 TARGET = "esco-occupations"
 
 
-@functools.lru_cache(maxsize=8)
 def load_corpus(name: str) -> DatasetDict:
     """A built-in corpus by name: ``shakespeare``, ``esco-occupations``, ``esco-skills`` or ``python-docs``."""
+    if not isinstance(name, str):
+        raise TypeError(f"a corpus name is a str ({', '.join(CORPORA)}), got {type(name).__name__}: {name!r:.60}; "
+                        "for your own text use load_text(...)")
     key = name.strip().lower().replace("_", "-")
     if key not in CORPORA:
         raise KeyError(f"unknown corpus {name!r}; the corpora are: {', '.join(CORPORA)} "
                        "(or use load_text(...) for your own text)")
+    return _load_corpus(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_corpus(key: str) -> DatasetDict:
     return CORPORA[key]()
+
+
+load_corpus.cache_clear = _load_corpus.cache_clear  # type: ignore[attr-defined]
+
+
+def _split_texts(ds, what: str = "ds") -> list[str]:
+    """The ``text`` column of a ``Dataset``, or a list of str, checked to hold str only."""
+    if _is_dataset(ds):
+        if "text" not in ds.column_names:
+            raise ValueError(f"{what} needs a 'text' column; it has {ds.column_names}")
+        texts = ds["text"]
+    elif isinstance(ds, (str, bytes, Mapping)) or not isinstance(ds, Iterable):
+        hint = ("; wrap one text as [text]" if isinstance(ds, str) else
+                "; pass one split, e.g. corpus['train']" if isinstance(ds, Mapping) else "")
+        raise TypeError(f"{what} must be a datasets.Dataset with a 'text' column or a list of str, got "
+                        f"{type(ds).__name__}: {ds!r:.60}{hint}")
+    else:
+        texts = ds
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"the texts of {what} must be str; text {i} is {t!r:.60} ({type(t).__name__})")
+    return texts
 
 
 def corpus_text(ds: Dataset, separator: str = "\n") -> str:
     """All documents of one split joined into one string."""
-    return separator.join(ds["text"])
+    if not isinstance(separator, str):
+        raise TypeError(f"separator must be a str, got {type(separator).__name__}")
+    return separator.join(_split_texts(ds))
 
 
-def fingerprint(ds: Dataset) -> str:
+def fingerprint(ds: Dataset, what: str = "ds") -> str:
     """A SHA-256 of a split's texts: part of every cache key built from it."""
     h = hashlib.sha256()
-    for t in ds["text"]:
+    for t in _split_texts(ds, what):
         h.update(t.encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()[:20]
@@ -291,17 +413,34 @@ def fingerprint(ds: Dataset) -> str:
 
 # --------------------------------------------------------------------------- token blocks
 def encode_split(ds: Dataset | Sequence[str], tokenizer) -> torch.Tensor:
-    """Tokenize every document and join them with the end-of-text token: one long 1-D ``LongTensor``."""
-    texts = ds["text"] if _is_dataset(ds) else list(ds)
+    """Tokenize every document and join them with the end-of-text token: one long 1-D ``LongTensor``.
+
+    A tokenizer without an end-of-text token (the character one) gets the documents one after another, as
+    its vocabulary was built (every course document ends with a newline).
+    """
+    texts = _split_texts(ds)
+    if not callable(getattr(tokenizer, "encode_batch", None)):
+        raise TypeError(f"tokenizer must be a tlteach tokenizer (with encode_batch), got {type(tokenizer).__name__}")
+    eot = getattr(tokenizer, "eot_id", None)
     ids: list[int] = []
     for enc in tokenizer.encode_batch(texts):
         ids.extend(enc)
-        ids.append(tokenizer.eot_id)
+        if eot is not None:
+            ids.append(eot)
     return torch.tensor(ids, dtype=torch.long)
+
+
+def _check_ids(ids) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype.is_complex \
+            or ids.dtype == torch.bool:
+        what = (f"a {ids.dim()}-D {ids.dtype} tensor" if isinstance(ids, torch.Tensor) else type(ids).__name__)
+        raise TypeError(f"ids must be a 1-D tensor of token ids (integers), e.g. from encode_split, got {what}")
 
 
 def check_blocks(ids: torch.Tensor, block_size: int, what: str = "this text") -> None:
     """Raise a clear ``ValueError`` when ``ids`` cannot fill one training block of ``block_size + 1`` tokens."""
+    _check_ids(ids)
+    block_size = _positive_int(block_size, "block_size")
     if len(ids) < block_size + 1:
         raise ValueError(f"{what} has {len(ids)} tokens, fewer than one training block needs "
                          f"({block_size + 1} = block_size + 1); give more text or a smaller block_size")
@@ -311,6 +450,9 @@ def get_batch(ids: torch.Tensor, block_size: int, batch_size: int, generator: to
               device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows of ``block_size`` tokens and their next-token targets (notebook 01, then the loop)."""
     check_blocks(ids, block_size)
+    batch_size = _positive_int(batch_size, "batch_size")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     starts = torch.randint(len(ids) - block_size, (batch_size,), generator=generator)
     offsets = torch.arange(block_size)
     x = ids[starts[:, None] + offsets]
@@ -321,6 +463,13 @@ def get_batch(ids: torch.Tensor, block_size: int, batch_size: int, generator: to
 def token_splits(corpus: str | DatasetDict, tokenizer, splits: Sequence[str] = SPLITS) -> dict[str, torch.Tensor]:
     """A corpus's splits as token streams (:func:`encode_split` of each), keyed by split name (notebooks 02 to 09)."""
     ds = load_corpus(corpus) if isinstance(corpus, str) else corpus
+    if not hasattr(ds, "keys"):
+        raise TypeError(f"corpus must be a corpus name or a datasets.DatasetDict, got {type(corpus).__name__}")
+    if isinstance(splits, str):
+        raise TypeError(f"splits must be a list of split names, got the str {splits!r}; wrap one as [{splits!r}]")
+    missing = [s for s in splits if s not in ds]
+    if missing:
+        raise ValueError(f"the corpus has no split {missing[0]!r}; its splits are {list(ds)}")
     return {s: encode_split(ds[s], tokenizer) for s in splits}
 
 

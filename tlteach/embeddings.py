@@ -106,7 +106,7 @@ def pca_2d(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows of ``x`` projected on their first two principal components, and the share of the variance
     each explains (notebook 02). Signs are fixed (each component's largest loading is positive) so the
     picture is the same on every run."""
-    x = x.detach().double().cpu()
+    x = x.detach().cpu().double()  # to the CPU first: MPS has no float64
     if x.dim() != 2 or x.size(0) < 2 or x.size(1) < 2:
         raise ValueError(f"need at least 2 rows and 2 columns, got shape {tuple(x.shape)}")
     centred = x - x.mean(dim=0)

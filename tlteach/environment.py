@@ -102,8 +102,11 @@ def doctor() -> int:
         import torch
 
         from .presets import get_preset
+        from .pretrain import check_device
 
         p = get_preset()
+        env = os.environ.get("TLTEACH_DEVICE")
+        check_device(p.device, f"TLTEACH_DEVICE={env}" if env else f"device {p.device}")  # says what to change
         (torch.ones(2, device=p.device) * 2).sum().item()
         amp = p.amp_dtype
         return f"{device_description(p.device)}, preset {p.name}, dtype {amp if amp else 'float32'}"

@@ -23,6 +23,8 @@ has to beat.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -220,8 +222,15 @@ class EWCPenalty:
     """
 
     def __init__(self, model: nn.Module, fisher: dict[str, torch.Tensor], lam: float) -> None:
-        if not lam >= 0:
-            raise ValueError(f"lam is the penalty's strength and must be >= 0, got {lam}")
+        if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+            raise TypeError(f"lam is the penalty's strength, a number >= 0, got {lam!r} ({type(lam).__name__})")
+        if not 0 <= lam < math.inf:  # also refuses NaN: an infinite pull gives NaN (inf * 0) from the first step
+            raise ValueError(f"lam is the penalty's strength and must be a finite number >= 0, got {lam}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"EWCPenalty needs the torch model (nn.Module) it anchors, got {type(model).__name__}")
+        if not isinstance(fisher, dict) or not all(isinstance(f, torch.Tensor) for f in fisher.values()):
+            raise TypeError("fisher must map parameter names to tensors (fisher_diagonal, flat_fisher), got "
+                            f"{type(fisher).__name__}")
         params = _trainable(model)
         missing = [n for n in params if n not in fisher]
         if missing:
@@ -230,18 +239,39 @@ class EWCPenalty:
         for n, p in params.items():
             if tuple(fisher[n].shape) != tuple(p.shape):
                 raise ValueError(f"the Fisher of {n} has shape {tuple(fisher[n].shape)}, the parameter {tuple(p.shape)}")
+        bad = [n for n in params if not bool((torch.isfinite(fisher[n]) & (fisher[n] >= 0)).all())]
+        if bad:
+            raise ValueError(f"the Fisher of {', '.join(bad[:3])} holds NaN, inf or negative entries; a Fisher is a "
+                             "mean of squares, finite and >= 0: compute it again (fisher_diagonal)")
         self.lam = float(lam)
         self.anchor = {n: p.detach().clone() for n, p in params.items()}  # theta*
         self.fisher = {n: fisher[n].detach().to(device=p.device, dtype=torch.float32) for n, p in params.items()}
 
     def _weighted_distance(self, model: nn.Module) -> torch.Tensor:
-        params = dict(model.named_parameters())
+        params = self._check_model(model)
         total = torch.zeros((), device=next(iter(self.anchor.values())).device)
         for n, anchor in self.anchor.items():
-            if n not in params:
-                raise KeyError(f"the model has no parameter {n!r}; is this the model the penalty was made for?")
             total = total + (self.fisher[n] * (params[n].float() - anchor.float()).pow(2)).sum()
         return total
+
+    def _check_model(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        """The model's parameters, or a clear ``ValueError`` unless it is the model the penalty was made for:
+        every anchored parameter there with its shape, and no trainable parameter the penalty does not cover
+        (a frozen one is fine: gradual unfreezing). Names only, no tensor is read."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"the penalty applies to a torch model (nn.Module), got {type(model).__name__}")
+        params = dict(model.named_parameters())
+        missing = [n for n in self.anchor if n not in params]
+        extra = [n for n, p in params.items() if p.requires_grad and n not in self.anchor]
+        shapes = [f"{n} {tuple(params[n].shape)} (made for {tuple(a.shape)})" for n, a in self.anchor.items()
+                  if n in params and params[n].shape != a.shape]
+        if missing or extra or shapes:
+            said = [f"{what} {', '.join(names[:4])}{' ...' if len(names) > 4 else ''} ({len(names)})"
+                    for what, names in (("missing", missing), ("not covered", extra), ("other shapes", shapes))
+                    if names]
+            raise ValueError(f"this is not the model the penalty was made for: {'; '.join(said)}. Make an "
+                             "EWCPenalty (and its Fisher) for this model, after any change to it (e.g. add_lora)")
+        return params
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
         """The penalty, a differentiable scalar: pass the object as ``train(..., penalty=ewc)``."""

@@ -10,6 +10,7 @@ CUDA gets flash attention. The GELU is GPT-2's tanh approximation, so the weight
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -30,11 +31,22 @@ class GPTConfig:
     bias: bool = True  # GPT-2 has biases in Linear and LayerNorm layers
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"GPTConfig.{name} must be a whole number, got {value!r} ({type(value).__name__})")
+            if value < 1:
+                raise ValueError(f"GPTConfig.{name} must be at least 1, got {value}")
+            setattr(self, name, int(value))  # a numpy integer becomes a plain int (JSON, cache keys)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} (each head gets "
+                             "n_embd // n_head dimensions); pick an n_head that divides n_embd")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
+            raise TypeError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not 0 <= self.dropout < 1:  # also refuses NaN
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"GPTConfig.bias must be True or False, got {self.bias!r}")
 
     @classmethod
     def from_preset(cls, preset, vocab_size: int | None = None) -> GPTConfig:
@@ -45,6 +57,8 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
         """A config from a dict, ignoring keys that are not config fields."""
+        if not isinstance(d, dict):
+            raise TypeError(f"GPTConfig.from_dict needs a dict, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -138,9 +152,7 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits ``(B, T, vocab)``, and the mean cross-entropy against ``targets`` when given."""
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of length {T} is longer than the context, block_size={self.config.block_size}")
+        B, T = self._check_ids(idx, targets)
         pos = torch.arange(T, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
@@ -151,6 +163,43 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
 
+    def _check_ids(self, idx: torch.Tensor, targets: torch.Tensor | None) -> tuple[int, int]:
+        """``(B, T)`` of a batch of token ids, or a clear error: a tensor of whole numbers, 2-D, not longer
+        than ``block_size``, every id in ``[0, vocab_size)`` (targets may also be -100, cross-entropy's
+        "ignore"). The value check is one comparison and one host sync; it is skipped for ids batched by ``vmap``."""
+        V = self.config.vocab_size
+        for name, t in (("idx", idx), ("targets", targets)):
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(t).__name__}; "
+                                "use torch.tensor([ids]) (a batch of one sequence)")
+            if t.dtype not in (torch.long, torch.int):
+                raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {t.dtype}; token ids "
+                                "are whole numbers in [0, vocab_size): use .long() on integer ids")
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be 2-D (batch, time), got shape {tuple(idx.shape)}"
+                             + ("; add a batch dimension with idx[None]" if idx.dim() == 1 else ""))
+        B, T = idx.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"idx is empty, shape {(B, T)}: give at least one sequence of at least one token")
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than the context, block_size={self.config.block_size}; "
+                             f"keep the last block_size tokens (idx[:, -{self.config.block_size}:])")
+        if targets is not None and targets.shape != idx.shape:
+            raise ValueError(f"targets must have the shape of idx, {tuple(idx.shape)}, got {tuple(targets.shape)}")
+        given = {"idx": idx} if targets is None else {"idx": idx, "targets": targets}
+        if not torch.compiler.is_compiling() and any(torch._C._functorch.is_functorch_wrapped_tensor(t)
+                                                     for t in given.values()):
+            return B, T  # batched by vmap (stack, EWC): a tensor's values cannot steer Python there
+        outside = {name: ((t < 0) & (t != -100) if name == "targets" else t < 0) | (t >= V) for name, t in given.items()}
+        if torch.stack([m.any() for m in outside.values()]).any():  # the one host sync
+            name, t = next((n, given[n]) for n, m in outside.items() if m.any())
+            raise ValueError(f"{name} holds token ids outside [0, vocab_size={V}): {t[outside[name]].unique()[:5].tolist()}"
+                             f" (min {t.min().item()}, max {t.max().item()}); encode text with the model's tokenizer, "
+                             "whose ids match this model's vocab_size")
+        return B, T
+
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None) -> torch.Tensor:
@@ -159,6 +208,7 @@ class GPT(nn.Module):
         ``temperature`` < 1 sharpens the distribution, > 1 flattens it; ``top_k`` keeps only the k most
         likely tokens. ``temperature=0`` picks the most likely token (greedy).
         """
+        self._check_generate(idx, max_new_tokens, temperature, top_k, generator)
         was_training = self.training
         self.eval()
         for _ in range(max_new_tokens):
@@ -177,6 +227,33 @@ class GPT(nn.Module):
             idx = torch.cat((idx, nxt), dim=1)
         self.train(was_training)
         return idx
+
+    def _check_generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
+                        generator: torch.Generator | None) -> None:
+        """A clear error for a sampling setting :meth:`generate` cannot honour (the prompt itself: :meth:`_check_ids`)."""
+        if isinstance(idx, torch.Tensor) and idx.dim() == 2:
+            if idx.numel() == 0:
+                raise ValueError(f"the prompt is empty, shape {tuple(idx.shape)}: give at least one token per row "
+                                 "(for example the tokenizer's end-of-text id)")
+            idx = idx[:, -self.config.block_size:]  # generate crops a long prompt to the context
+        self._check_ids(idx, None)
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral):
+            raise TypeError(f"max_new_tokens must be a whole number, got {max_new_tokens!r}")
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+            raise TypeError(f"temperature must be a number >= 0, got {temperature!r}")
+        if not 0 <= temperature < math.inf:  # also refuses NaN
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy, 1 = the model's own distribution), "
+                             f"got {temperature}" + ("; a negative one would favour the least likely tokens"
+                                                     if temperature < 0 else ""))
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
+                raise TypeError(f"top_k must be a whole number >= 1 or None, got {top_k!r}")
+            if top_k < 1:
+                raise ValueError(f"top_k must be >= 1 (keep the k most likely tokens) or None for all, got {top_k}")
+        if generator is not None and not (isinstance(generator, torch.Generator) and generator.device.type == "cpu"):
+            raise TypeError(f"generator must be a CPU torch.Generator (sampling draws on the CPU), got {generator!r}")
 
 
 # ----------------------------------------------------------------------------- transformers' GPT-2
@@ -215,11 +292,41 @@ def to_hf(model: GPT, eos_token_id: int | None = None):
     return hf.to(next(model.parameters()).device).eval()
 
 
+def _hf_differences(hf) -> list[str]:
+    """What a ``GPT2LMHeadModel`` has that the course's GPT cannot represent, one phrase per field."""
+    c, diffs = hf.config, []
+    if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):  # both are GELU's tanh approximation
+        diffs.append(f"activation_function={c.activation_function!r} (tlteach uses 'gelu_new')")
+    if c.n_inner not in (None, 4 * c.n_embd):
+        diffs.append(f"n_inner={c.n_inner} (tlteach's MLP is 4 * n_embd = {4 * c.n_embd} wide)")
+    if c.layer_norm_epsilon != 1e-5:
+        diffs.append(f"layer_norm_epsilon={c.layer_norm_epsilon} (tlteach's LayerNorm uses 1e-05)")
+    for name, want in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False),
+                       ("reorder_and_upcast_attn", False), ("add_cross_attention", False),
+                       ("tie_word_embeddings", True)):
+        if getattr(c, name, want) != want:
+            diffs.append(f"{name}={getattr(c, name)!r} (tlteach has {want})")
+    if len({c.resid_pdrop, c.embd_pdrop, c.attn_pdrop}) > 1:
+        diffs.append(f"resid_pdrop={c.resid_pdrop}, embd_pdrop={c.embd_pdrop}, attn_pdrop={c.attn_pdrop} "
+                     "(tlteach has one dropout for all three)")
+    head, wte = hf.lm_head.weight, hf.transformer.wte.weight
+    if getattr(hf.lm_head, "bias", None) is not None or (head is not wte and not torch.equal(head, wte)):
+        diffs.append("lm_head differs from transformer.wte (tlteach ties the output matrix to the token embedding)")
+    return diffs
+
+
 def from_hf(hf) -> GPT:
-    """A tlteach :class:`GPT` from a ``transformers.GPT2LMHeadModel`` (the inverse of :func:`to_hf`)."""
+    """A tlteach :class:`GPT` from a ``transformers.GPT2LMHeadModel`` (the inverse of :func:`to_hf`). A model
+    the course's GPT cannot represent exactly (another activation or LayerNorm epsilon, untied output
+    matrix, other attention scaling, ...) is refused with a ``ValueError`` naming each field."""
+    from transformers import GPT2LMHeadModel
+
+    if not isinstance(hf, GPT2LMHeadModel):
+        raise TypeError(f"from_hf converts a transformers GPT2LMHeadModel, got {type(hf).__name__}")
+    diffs = _hf_differences(hf)
+    if diffs:
+        raise ValueError(f"cannot convert this GPT-2 exactly, the course's GPT does not model: {'; '.join(diffs)}")
     c = hf.config
-    if c.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(f"cannot convert a GPT-2 with activation {c.activation_function!r}; tlteach uses gelu_new")
     config = GPTConfig(vocab_size=c.vocab_size, block_size=c.n_positions, n_layer=c.n_layer, n_head=c.n_head,
                        n_embd=c.n_embd, dropout=c.resid_pdrop, bias=True)
     model = GPT(config)

@@ -17,21 +17,35 @@ from __future__ import annotations
 import copy
 import json
 import math
+import numbers
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 
-from .checkpoint import save_atomic
+from .checkpoint import CHECKSUM, as_path, load_tensors, read_header, save_atomic, tensors_sha256
 
 TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # suffixes of module names in every block
 FORMAT = "tlteach-lora/1"
 ADAPTER = "adapter.safetensors"
+BASE = "base_sha256"  # the metadata key of the fingerprint of the base weights an adapter was trained on
+
+
+def _check_rank_alpha(r: int, alpha: float) -> None:
+    """A clear error for a rank that is not a whole number >= 1, or an alpha that would switch the update off."""
+    if isinstance(r, bool) or not isinstance(r, numbers.Integral):
+        raise TypeError(f"the LoRA rank r must be a whole number >= 1, got {r!r} ({type(r).__name__})")
+    if r < 1:
+        raise ValueError(f"the LoRA rank r must be at least 1, got {r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"the LoRA alpha must be a positive number (the update is scaled by alpha / r), got {alpha!r}")
+    if not 0 < alpha < math.inf:  # also refuses NaN
+        raise ValueError(f"the LoRA alpha must be a positive finite number (the update is scaled by alpha / r; "
+                         f"alpha=0 switches the adapter off for good), got {alpha}; the usual choice is 2 * r")
 
 
 class LoRALinear(nn.Module):
@@ -39,8 +53,13 @@ class LoRALinear(nn.Module):
 
     def __init__(self, base: nn.Linear, r: int, alpha: float) -> None:
         super().__init__()
-        if r < 1:
-            raise ValueError(f"the LoRA rank r must be at least 1, got {r}")
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
+        _check_rank_alpha(r, alpha)
+        if r > min(base.in_features, base.out_features):
+            raise ValueError(f"the LoRA rank r={r} is above the layer's width ({base.in_features} in, "
+                             f"{base.out_features} out): B @ A cannot have rank above "
+                             f"{min(base.in_features, base.out_features)}; pick a smaller r")
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
@@ -91,12 +110,21 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float | None = None, targets: 
     """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` in a :class:`LoRALinear` and freeze
     everything else, in place (notebook 07). ``alpha`` defaults to ``2 * r``. ``train_embeddings`` keeps the
     embeddings trainable (the output matrix is tied to ``wte``), ``train_norms`` the LayerNorms."""
-    if r < 1:
-        raise ValueError(f"the LoRA rank r must be at least 1, got {r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"add_lora adapts a torch model (nn.Module), got {type(model).__name__}")
+    _check_rank_alpha(r, 1.0 if alpha is None else alpha)
+    r = int(r)  # a numpy integer becomes a plain int (stored as JSON with the adapter)
+    alpha = 2 * r if alpha is None else alpha
+    for name, flag in (("train_embeddings", train_embeddings), ("train_norms", train_norms)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     if lora_layers(model):
         raise ValueError("the model already has LoRA layers; add_lora a fresh copy of the base (copy.deepcopy)")
-    targets = tuple(targets)
-    alpha = 2 * r if alpha is None else alpha
+    targets = (targets,) if isinstance(targets, str) else tuple(targets)  # one name is one target, not its letters
+    if not all(isinstance(t, str) for t in targets):
+        raise TypeError(f"targets must be layer names (str) such as {TARGETS}, got {targets!r}")
+    if not targets:
+        raise ValueError(f"targets is empty: name at least one of the model's Linear layers {_linear_names(model)}")
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     chosen = {}
     for t in targets:
@@ -104,6 +132,10 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float | None = None, targets: 
         if not hits:
             raise ValueError(f"the target {t!r} matches no Linear layer; the model's are {_linear_names(model)}")
         chosen.update({n: linears[n] for n in hits})
+    for name, m in chosen.items():  # before anything changes in the model
+        if r > min(m.in_features, m.out_features):
+            raise ValueError(f"the LoRA rank r={r} is above the width of {name} ({m.in_features} in, {m.out_features} "
+                             f"out): B @ A cannot have rank above {min(m.in_features, m.out_features)}; pick a smaller r")
     for p in model.parameters():
         p.requires_grad_(False)
     for name, linear in chosen.items():
@@ -165,34 +197,51 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad or ".lora_" in n}
 
 
+def base_fingerprint(model: nn.Module) -> str:
+    """A SHA-256 of the frozen base weights (every parameter the adapter does not hold): it tells which base
+    model an adapter was trained on, so :func:`load_adapter` can refuse another base of the same shape."""
+    adapter = adapter_state_dict(model)
+    return tensors_sha256({n: p for n, p in model.named_parameters() if n not in adapter})
+
+
 def save_adapter(model: nn.Module, path: str | Path) -> Path:
-    """Write only the adapter (with its r, alpha, targets) to a safetensors file, atomically (notebook 07).
-    A path not ending in ``.safetensors`` is a folder that gets ``adapter.safetensors``."""
-    path = Path(path)
+    """Write only the adapter (with its r, alpha, targets, a checksum and the fingerprint of its base model) to a
+    safetensors file, atomically (notebook 07). A path not ending in ``.safetensors`` is a folder (created if
+    missing) that gets ``adapter.safetensors``."""
+    path = as_path(path, "adapter")
     if path.suffix != ".safetensors":
         path = path / ADAPTER
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous().cpu() for k, v in adapter_state_dict(model).items()}
-    meta = {"format": FORMAT, "config": json.dumps(getattr(model, "lora_config", {})), "names": json.dumps(list(state))}
+    if any(layer.merged for layer in lora_layers(model).values()):  # the base weights would include the update
+        raise ValueError("some LoRA layers are merged into the base weights; unmerge() them before saving the adapter")
+    meta = {"format": FORMAT, "config": json.dumps(getattr(model, "lora_config", {})), "names": json.dumps(list(state)),
+            CHECKSUM: tensors_sha256(state), BASE: base_fingerprint(model)}
     return save_atomic(state, path, meta)
 
 
-def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
+def load_adapter(model: nn.Module, path: str | Path, check_base: bool = True) -> nn.Module:
     """Load an adapter written by :func:`save_adapter` into a model that ``add_lora`` was applied to with the
-    same settings; a ``ValueError`` says what differs (notebook 07). Nothing is unpickled."""
-    path = Path(path)
+    same settings; a ``ValueError`` says what differs (notebook 07). Nothing is unpickled. The adapter's
+    checksum is verified, and so is its base: an adapter trained on another base model is refused unless
+    ``check_base=False`` (an adapter saved before fingerprints existed loads with a warning)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load_adapter(model, path) loads into a torch model, got {type(model).__name__} as model")
+    if not isinstance(check_base, bool):
+        raise TypeError(f"check_base must be True or False, got {check_base!r}")
+    path = as_path(path, "adapter")
     if path.is_dir():
         path = path / ADAPTER
     if not path.is_file():
         raise FileNotFoundError(f"no adapter at {path}; write one with save_adapter(model, path)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except SafetensorError as e:
-        raise ValueError(f"{path} is not a safetensors file, so not a tlteach LoRA adapter ({e})") from e
+    meta = read_header(path, "LoRA adapter")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a tlteach LoRA adapter (format {meta.get('format')!r}, expected {FORMAT})")
-    stored = json.loads(meta["config"])
+    try:
+        stored = json.loads(meta["config"])
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"LoRA adapter {path} is corrupt: its settings in the header are unreadable") from e
+    if not isinstance(stored, dict):
+        raise ValueError(f"LoRA adapter {path} is corrupt: its settings are {stored!r}, not a dict")
     mine = getattr(model, "lora_config", None)
     if mine is None or not lora_layers(model):
         raise ValueError(f"the model has no LoRA layers; call add_lora(model, r={stored.get('r')}, "
@@ -203,13 +252,21 @@ def load_adapter(model: nn.Module, path: str | Path) -> nn.Module:
     if diffs:
         raise ValueError(f"the adapter at {path} was made with other LoRA settings ({'; '.join(diffs)}); "
                          "add_lora a fresh copy of the base with the adapter's settings")
-    state, params = load_file(str(path)), adapter_state_dict(model)
+    state, params = load_tensors(path, meta, "LoRA adapter"), adapter_state_dict(model)
     missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
     wrong = [f"{k}: adapter {tuple(v.shape)}, model {tuple(params[k].shape)}" for k, v in state.items()
              if k in params and v.shape != params[k].shape]
     if missing or unexpected or wrong:
         raise ValueError(f"the adapter at {path} does not fit this model: missing {missing}, unexpected {unexpected}, "
                          f"shapes {wrong}; was it trained on another base model?")
+    if BASE not in meta:
+        warnings.warn(f"the adapter at {path} records no fingerprint of its base model (saved by an older tlteach), "
+                      "so it cannot be checked that this is the base it was trained on", stacklevel=2)
+    elif check_base and meta[BASE] != (here := base_fingerprint(model)):
+        raise ValueError(f"the adapter at {path} was trained on another base model (base fingerprint "
+                         f"{meta[BASE][:12]}..., this model's {here[:12]}...): its update only "
+                         "makes sense on that base; add_lora a copy of the base it was trained on, or pass "
+                         "check_base=False to load it anyway")
     with torch.no_grad():
         for k, v in state.items():
             params[k].copy_(v)
@@ -221,7 +278,9 @@ def peft_lora_config(r: int = 4, alpha: float | None = None, targets: Sequence[s
     """The ``peft.LoraConfig`` matching :func:`add_lora` (no dropout, biases frozen, no task type) (notebook 07)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=2 * r if alpha is None else alpha, target_modules=list(targets),
+    _check_rank_alpha(r, 1.0 if alpha is None else alpha)
+    targets = [targets] if isinstance(targets, str) else list(targets)  # one name is one target, not its letters
+    return LoraConfig(r=r, lora_alpha=2 * r if alpha is None else alpha, target_modules=targets,
                       lora_dropout=0.0, bias="none")
 
 

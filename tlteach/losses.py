@@ -121,6 +121,7 @@ def explorer_state(logits: Sequence[float], temperature: float = 1.0, target: in
 def unigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:
     """Cross-entropy of ``eval_ids`` under token frequencies counted on ``train_ids`` with add-one smoothing:
     the baseline a model that ignores context can reach (notebooks 01, 02 and 05)."""
+    train_ids, eval_ids = train_ids.cpu(), eval_ids.cpu()  # counted in float64, on the CPU (MPS has none)
     counts = torch.bincount(train_ids, minlength=vocab_size).double() + 1.0
     logp = torch.log(counts / counts.sum())
     return float(-logp[eval_ids].mean())
@@ -129,6 +130,7 @@ def unigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: in
 def bigram_loss(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int, alpha: float = 0.1) -> float:
     """Cross-entropy of ``eval_ids`` under next-token counts given the previous token, counted on ``train_ids``
     with add-``alpha`` smoothing: the baseline of a model that sees one token of context (notebook 05)."""
+    train_ids, eval_ids = train_ids.cpu(), eval_ids.cpu()  # counted in float64, on the CPU (MPS has none)
     pairs = train_ids[:-1].long() * vocab_size + train_ids[1:].long()
     counts = torch.bincount(pairs, minlength=vocab_size * vocab_size).view(vocab_size, vocab_size).double() + alpha
     logp = torch.log(counts / counts.sum(dim=1, keepdim=True))

@@ -14,6 +14,8 @@ The pieces live beside this module: :mod:`tlteach.ewc`, :mod:`tlteach.lora`, :mo
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -55,6 +57,27 @@ class Plugs:
         return {"penalty": self.penalty, "groups": self.groups, "hooks": self.hooks}
 
 
+def _number(method: Method, name: str, rule: str, ok: Callable[[float], bool]) -> None:
+    """A clear error unless ``method.name`` is a finite number for which ``ok`` holds (``rule`` says which)."""
+    value = getattr(method, name)
+    what = f"{type(method).__name__}({name}=...)"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number ({rule}), got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and ok(value)):  # NaN and inf too
+        raise ValueError(f"{what} needs a finite {rule}; got {value}")
+
+
+def _whole(method: Method, name: str, least: int, rule: str) -> None:
+    """A clear error unless ``method.name`` is a whole number >= ``least``; a NumPy integer becomes an ``int``."""
+    value = getattr(method, name)
+    what = f"{type(method).__name__}({name}=...)"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be a whole number ({rule}), got {value!r} ({type(value).__name__})")
+    if value < least:
+        raise ValueError(f"{what} needs {rule}; got {value}")
+    object.__setattr__(method, name, int(value))
+
+
 def _sum(a, b):
     """Two penalties as one (either may be ``None``)."""
     if a is None:
@@ -74,10 +97,10 @@ class Method:
     kind: ClassVar[str] = "full"
 
     def __post_init__(self) -> None:
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"the learning rate must be positive, got {self.lr}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"a run needs at least one step, got steps={self.steps}")
+        if self.lr is not None:
+            _number(self, "lr", "positive learning rate, lr > 0 (None: the study's)", lambda v: v > 0)
+        if self.steps is not None:
+            _whole(self, "steps", 1, "at least one step, steps >= 1 (None: the study's)")
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         """What this method adds to the loop that trains ``model`` (in place for LoRA)."""
@@ -107,6 +130,8 @@ class Method:
         return replace(self, lr=self.lr or settings["lr"], steps=self.steps or settings["steps"])
 
     def __add__(self, other: Method) -> Combined:
+        if not isinstance(other, Method):
+            return NotImplemented  # Python's TypeError: unsupported operand type(s) for +
         mine = self.parts if isinstance(self, Combined) else (self,)
         theirs = other.parts if isinstance(other, Combined) else (other,)
         return Combined(parts=(*mine, *theirs))
@@ -125,8 +150,7 @@ class EWC(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.lam > 0:
-            raise ValueError(f"{self.kind} needs a penalty strength lam > 0, got {self.lam}")
+        _number(self, "lam", "penalty strength lam > 0", lambda v: v > 0)
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         return Plugs(penalty=ewc.EWCPenalty(model, self.fisher(model, preset, settings), self.lam))
@@ -169,8 +193,12 @@ class LoRA(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.rank < 1:
-            raise ValueError(f"lora needs rank >= 1, got {self.rank}")
+        _whole(self, "rank", 1, "a whole rank >= 1")
+        if self.alpha is not None:
+            _number(self, "alpha", "alpha > 0 (the update is scaled by alpha / rank; None: 2 * rank)",
+                    lambda v: v > 0)
+        if not isinstance(self.embeddings, bool):
+            raise TypeError(f"LoRA(embeddings=...) must be True or False, got {self.embeddings!r}")
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         lora.add_lora(model, r=self.rank, alpha=self.alpha, train_embeddings=self.embeddings,
@@ -194,8 +222,7 @@ class Replay(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 < self.share < 1:
-            raise ValueError(f"replay needs a share of source text in each batch, 0 < share < 1; got {self.share}")
+        _number(self, "share", "share of source text to replay in each batch, 0 < share < 1", lambda v: 0 < v < 1)
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         s = streams(preset)
@@ -217,8 +244,7 @@ class Discriminative(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.decay > 1:
-            raise ValueError(f"discriminative learning rates need decay > 1 (ULMFiT: 2.6), got {self.decay}")
+        _number(self, "decay", "decay > 1 between layers' learning rates (ULMFiT: 2.6)", lambda v: v > 1)
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         return Plugs(groups=ulmfit.discriminative_groups(model, self.decay))
@@ -238,8 +264,7 @@ class Unfreeze(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.every < 1:
-            raise ValueError(f"gradual unfreezing needs every >= 1 steps between layers, got {self.every}")
+        _whole(self, "every", 1, "every >= 1 steps between layers")
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         groups = ulmfit.scaled_groups(model, [1.0] * len(ulmfit.layers(model)))  # every weight in the optimizer
@@ -259,6 +284,9 @@ class Combined(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not isinstance(self.parts, tuple) or not all(isinstance(p, Method) for p in self.parts):
+            raise TypeError(f"Combined(parts=...) must be a tuple of methods (EWC(0.03) + Replay(0.25)), got "
+                            f"{self.parts!r}")
         if len(self.parts) < 2:
             raise ValueError("combine at least two methods (e.g. EWC(0.03) + Replay(0.25))")
         for attr in ("lr", "steps"):

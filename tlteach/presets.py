@@ -6,14 +6,19 @@ Every notebook reads one preset (taught from notebook 01 on). The preset follows
 
 from __future__ import annotations
 
+import numbers
 import os
 import random
+import re
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 PRESET_NAMES = ("quick", "cpu", "gpu")
+DEVICES = re.compile(r"cpu|mps|cuda(:\d+)?")  # the devices the course runs on (whether this machine has one:
+# pretrain.check_device)
+MAX_SEED = 2**64 - 1  # torch.manual_seed's largest (NumPy takes the seed modulo 2**32)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,11 @@ class Preset:
     eval_iters: int  # batches per evaluation set
     device: str = "cpu"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """A clear error for a device or seed the course cannot use (``with_changes`` checks again)."""
+        object.__setattr__(self, "device", check_device_name(self.device, "Preset.device"))
+        object.__setattr__(self, "seed", check_seed(self.seed, "Preset.seed"))
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -82,12 +92,34 @@ def default_preset_name(device: str | None = None) -> str:
 
 
 def get_seed() -> int:
-    """The seed from ``TLTEACH_SEED`` (default 0)."""
+    """The seed from ``TLTEACH_SEED`` (default 0): a whole number from 0 to 2**64 - 1."""
     raw = os.environ.get("TLTEACH_SEED", "0").strip() or "0"
     try:
-        return int(raw)
+        seed = int(raw)
     except ValueError:
         raise ValueError(f"TLTEACH_SEED must be an integer, got {raw!r}; unset it or set e.g. TLTEACH_SEED=1") from None
+    return check_seed(seed, "TLTEACH_SEED")
+
+
+def check_seed(seed: object, source: str = "seed") -> int:
+    """``seed`` as an ``int``, or a clear error naming ``source``: not a whole number, or outside the range
+    torch accepts, 0 to 2**64 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{source} must be a whole number from 0 to 2**64 - 1, got {seed!r} ({type(seed).__name__})")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{source} must be from 0 to 2**64 - 1 (the seeds torch accepts), got {seed}; "
+                         "pick one in that range, e.g. 0")
+    return int(seed)
+
+
+def check_device_name(device: object, source: str = "device") -> str:
+    """``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``mps``), or a clear error naming ``source``; whether this
+    machine has it is checked where the device is used (``pretrain.check_device``)."""
+    if not isinstance(device, str):
+        raise TypeError(f"{source} must be a device name such as 'cpu' or 'cuda', got {type(device).__name__}")
+    if not DEVICES.fullmatch(device.strip().lower()):
+        raise ValueError(f"{source}: unknown device {device!r}; choose cpu, cuda, cuda:N or mps")
+    return device.strip().lower()
 
 
 def get_preset(name: str | None = None, device: str | None = None) -> Preset:
@@ -96,7 +128,14 @@ def get_preset(name: str | None = None, device: str | None = None) -> Preset:
     ``name`` wins, then ``TLTEACH_PRESET``, then the preset the device implies. ``device`` defaults to
     the best one available (``TLTEACH_DEVICE`` overrides it).
     """
-    device = device or os.environ.get("TLTEACH_DEVICE") or best_device()
+    env = os.environ.get("TLTEACH_DEVICE", "")
+    if device not in (None, ""):
+        device = check_device_name(device, "get_preset(device=...)")
+    elif env.strip():
+        device = check_device_name(env, f"TLTEACH_DEVICE={env}")
+    device = device or best_device()
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"the preset name must be a str, one of {', '.join(PRESET_NAMES)}; got {type(name).__name__}")
     name = name or os.environ.get("TLTEACH_PRESET") or default_preset_name(device)
     name = name.strip().lower()
     if name not in _BUDGETS:
@@ -107,7 +146,7 @@ def get_preset(name: str | None = None, device: str | None = None) -> Preset:
 
 def budget(name: str) -> dict:
     """The sizes and step counts of preset ``name`` (a copy), without device or seed (notebook 03's study model)."""
-    if name not in _BUDGETS:
+    if not isinstance(name, str) or name not in _BUDGETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESET_NAMES)}")
     return dict(_BUDGETS[name])
 
@@ -119,7 +158,7 @@ def with_changes(preset: Preset, **changes) -> Preset:
 
 def seed_everything(seed: int | None = None) -> torch.Generator:
     """Seed Python, NumPy and torch; return a fresh ``torch.Generator`` seeded the same way (notebook 01)."""
-    seed = get_seed() if seed is None else int(seed)
+    seed = get_seed() if seed is None else check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -24,7 +24,7 @@ def token_distribution(ids: torch.Tensor, vocab_size: int, smoothing: float = 0.
     if int(ids.max()) >= vocab_size or int(ids.min()) < 0:
         raise ValueError(f"token ids must lie in [0, {vocab_size}); got {int(ids.min())}..{int(ids.max())}. "
                          "Were these ids made by another tokenizer?")
-    counts = torch.bincount(ids, minlength=vocab_size).double() + smoothing
+    counts = torch.bincount(ids.cpu(), minlength=vocab_size).double() + smoothing  # float64 on the CPU (not on MPS)
     return counts / counts.sum()
 
 
@@ -33,6 +33,7 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> float:
     supports (notebook 04). Symmetric and finite even where one distribution has zeros."""
     if p.shape != q.shape:
         raise ValueError(f"the distributions have different shapes {tuple(p.shape)} and {tuple(q.shape)}")
+    p, q = p.cpu(), q.cpu()  # float64 below, on the CPU (MPS has none)
     p, q = p.double() / p.sum(), q.double() / q.sum()
     m = 0.5 * (p + q)
 

@@ -8,8 +8,9 @@ their sum (each run's weights get only their own loss's gradient), and the optim
 parameter groups, so each has its own learning-rate schedule and gradient clipping. Each run draws its batches
 from its own generator (:meth:`Stack.batches`) and stops by its own rule (:meth:`Stack.early_stopping`); a run
 that has stopped leaves the stack, so the others go on without it. A run trained in a stack gives the same
-losses, to float tolerance, as the same run trained alone (``tests/test_stack.py``), so a learner can always
-train one run on its own and get the number the sweep reported.
+losses, to float tolerance (bf16's under a GPU's autocast), as the same run trained alone (``tests/test_stack.py``,
+``tests/test_gpu_shapes.py``), so a learner can always train one run on its own and get the number the sweep
+reported.
 
 What it buys depends on the hardware. On a GPU, one small model's step is a few tiny kernels, mostly launch
 latency, and a stack fills the device. On a CPU a small model's step is already compute-bound, and a stack saves
@@ -66,6 +67,8 @@ class Stack(nn.Module):
         self._skeleton = [copy.deepcopy(models[0]).to("meta")]  # the architecture, with no weights (not a submodule)
         self._names = [n for n, _ in models[0].named_parameters()]
         self._ties = _tied_names(models[0])
+        self._linear_biases = {f"{n}.bias" for n, m in models[0].named_modules()
+                               if isinstance(m, nn.Linear) and m.bias is not None}
         self.configs: list[TrainConfig] | None = None  # each run's config, once :meth:`groups` has them
 
     def __len__(self) -> int:
@@ -84,6 +87,10 @@ class Stack(nn.Module):
         if not self.active:
             raise RuntimeError("every run in the stack has stopped; there is nothing left to train")
         params = {n: torch.stack([self.runs[i].get_parameter(n) for i in self.active]) for n in self._names}
+        low = _matmul_dtype(idx.device)
+        if low != torch.float32:  # under vmap, autocast casts a Linear's matmul, not its bias, so the output would be
+            # fp32 (pytorch/pytorch#192617): the biases are cast here, as F.linear casts them for a run alone
+            params = {n: p.to(low) if n in self._linear_biases else p for n, p in params.items()}
         skeleton = self._skeleton[0]
         skeleton.train(self.training)
 
@@ -141,7 +148,7 @@ class Stack(nn.Module):
         """One penalty for the loop: the sum of each active run's own (``None``: that run has none)."""
         def total(_: nn.Module) -> torch.Tensor:
             terms = [penalties[i](self.runs[i]) for i in self.active if penalties[i] is not None]
-            return sum(terms) if terms else torch.zeros(())
+            return sum(terms) if terms else torch.zeros((), device=next(self.parameters()).device)
         return total
 
     def early_stopping(self, metric: str = "val", patience: int = 3) -> StackStopping:
@@ -202,6 +209,12 @@ def _tied_names(model: nn.Module) -> dict[str, str]:
         else:
             seen[id(p)] = name
     return ties
+
+
+def _matmul_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of an fp32 matmul here: autocast's (bf16 in the loop on a GPU), or fp32 without autocast."""
+    one = torch.ones(1, 1, device=device)
+    return (one @ one).dtype
 
 
 def _attention_for(device: torch.device):

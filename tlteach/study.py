@@ -207,7 +207,7 @@ def how_trained(preset: Preset, study: str = "transfer") -> str:
         return "Runs are trained one at a time through the one loop, each from the same pretrained model."
     if stacking(preset):
         return ("Runs are trained through the one loop, those that share a schedule together as one stack "
-                "(tlteach.stack): the numbers are those of each run alone, to float tolerance.")
+                "(tlteach.stack): the numbers are those of each run alone, to rounding (bf16's, under autocast).")
     return (f"Runs are trained one at a time through the one loop, on {preset.device}: here a small model's step "
             "is compute-bound and stacking runs (tlteach.stack, used on a GPU) would not make them faster.")
 

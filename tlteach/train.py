@@ -11,7 +11,9 @@ named sets at a fixed interval and returns the history as a table. The Jupyter s
 from __future__ import annotations
 
 import math
+import numbers
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -45,8 +47,45 @@ class TrainConfig:
     progress: bool = True  # a tqdm progress bar
     log: bool = False  # print "step N: train loss X, val loss Y" at each evaluation
 
+    def __post_init__(self) -> None:
+        """A clear error for a setting the loop cannot honour, naming the field (``replace`` checks again)."""
+        for name, least in _WHOLE.items():
+            value = getattr(self, name)
+            if value is not None or name != "lr_decay_iters":
+                setattr(self, name, whole(value, f"TrainConfig.{name}", least))
+        if self.seed >= 2**64:
+            raise ValueError(f"TrainConfig.seed must be below 2**64 (torch's largest seed), got {self.seed}")
+        for name, (low, high, rule) in _REAL.items():
+            value = getattr(self, name)
+            if value is None and name == "min_lr":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"TrainConfig.{name} must be a number, got {value!r} ({type(value).__name__})")
+            if not low <= value < high:  # also refuses NaN
+                raise ValueError(f"TrainConfig.{name} must be {rule}, got {value}")
+        for name in ("compile", "amp", "progress", "log"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_WHOLE = {"max_iters": 0, "batch_size": 1, "block_size": 1, "warmup_iters": 0, "lr_decay_iters": 0,
+          "eval_interval": 1, "eval_iters": 1, "seed": 0}  # TrainConfig's whole-number fields and their least values
+_REAL = {"learning_rate": (0.0, math.inf, "a finite number >= 0"), "min_lr": (0.0, math.inf, "a finite number >= 0"),
+         "weight_decay": (0.0, math.inf, "a finite number >= 0"), "beta1": (0.0, 1.0, "in [0, 1)"),
+         "beta2": (0.0, 1.0, "in [0, 1)"), "grad_clip": (0.0, math.inf, "a finite number >= 0 (0 turns clipping off)")}
+
+
+def whole(value: object, name: str, least: int) -> int:
+    """``value`` as an ``int`` (a NumPy integer too), or a clear error naming ``name``: not a whole number, or
+    below ``least``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value}")
+    return int(value)
 
 
 @dataclass
@@ -61,6 +100,9 @@ class TrainResult:
     train_seconds: float = 0.0
     stopped_early: bool = False  # ``on_eval`` asked to stop (e.g. :class:`EarlyStopping`)
     extras: dict = field(default_factory=dict)
+    # the step whose loss (or, at an evaluation, whose weights) became NaN or inf; the model then holds the
+    # weights of its last good evaluation, step ``steps``, the last row of the history (a stack: see extras)
+    diverged_at: int | None = None
 
 
 class EarlyStopping:
@@ -73,8 +115,11 @@ class EarlyStopping:
     """
 
     def __init__(self, metric: str = "val", patience: int = 3, min_delta: float = 0.0, keep_best: bool = True) -> None:
-        if patience < 1:
-            raise ValueError(f"patience must be at least 1 evaluation, got {patience}")
+        patience = whole(patience, "EarlyStopping patience (evaluations without improvement)", 1)
+        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
+            raise TypeError(f"EarlyStopping min_delta must be a number >= 0, got {min_delta!r}")
+        if not 0 <= min_delta < math.inf:
+            raise ValueError(f"EarlyStopping min_delta must be a finite number >= 0, got {min_delta}")
         self.metric, self.patience, self.min_delta, self.keep_best = metric, patience, min_delta, keep_best
         self.best, self.best_step, self.bad_evals = math.inf, 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -152,15 +197,78 @@ def autocast_for(device: torch.device, enabled: bool = True):
     return nullcontext()
 
 
+def vocab_size_of(model: nn.Module) -> int | None:
+    """The vocabulary size of ``model`` (its, or its first submodule's, ``config.vocab_size``: a GPT, a
+    :class:`~tlteach.stack.Stack` of them, a compiled one), or None when it does not say."""
+    for m in model.modules():
+        v = getattr(getattr(m, "config", None), "vocab_size", None)
+        if isinstance(v, numbers.Integral):
+            return int(v)
+    return None
+
+
+def check_ids(ids: object, vocab_size: int | None, what: str, block_size: int | None = None) -> None:
+    """A clear error unless ``ids`` is a 1-D tensor of integer token ids in ``[0, vocab_size)``, with at least
+    ``block_size + 1`` of them; ``what`` names it in the message. One pass over the ids: call it once per
+    stream, not per step."""
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{what} must be a 1-D torch tensor of token ids, got {type(ids).__name__}; "
+                        "encode the text first (e.g. data.encode_split)")
+    if ids.dtype not in (torch.long, torch.int):
+        raise TypeError(f"{what} must hold integer token ids (torch.long), got dtype {ids.dtype}; "
+                        "use .long() on whole-number ids")
+    if ids.dim() != 1:
+        raise ValueError(f"{what} must be 1-D (one stream of token ids), got shape {tuple(ids.shape)}; "
+                         "join the pieces with torch.cat or flatten them with .view(-1)")
+    if block_size is not None:
+        from .data import check_blocks
+
+        check_blocks(ids, block_size, what)
+    if ids.numel():
+        low, high = (int(v) for v in torch.aminmax(ids))
+        if low < 0 or (vocab_size is not None and high >= vocab_size):
+            span = f"[0, vocab_size={vocab_size})" if vocab_size is not None else "[0, vocab_size)"
+            raise ValueError(f"{what} holds token ids outside {span} (min {low}, max {high}); encode the text "
+                             "with the model's tokenizer, whose ids match the model's vocab_size")
+
+
+def _check_batch(x: object, y: object, vocab_size: int | None) -> None:
+    """A clear error for a first batch ``(x, y)`` from a batch function that the model cannot take."""
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int):
+            got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise TypeError(f"batches(generator) must return (x, y), two tensors of integer token ids, but {name} "
+                            f"is {got}")
+    if x.shape != y.shape or x.dim() not in (2, 3):
+        raise ValueError(f"batches(generator) must return x and y of one shape (batch, time), got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}")
+    bad = (x < 0) | ((y < 0) & (y != -100))  # targets may be -100, cross-entropy's "ignore"
+    if vocab_size is not None:
+        bad = bad | (x >= vocab_size) | (y >= vocab_size)
+    if bool(bad.any()):
+        raise ValueError(f"batches(generator) returned token ids outside [0, vocab_size={vocab_size}) (x from "
+                         f"{int(x.min())} to {int(x.max())}, y from {int(y.min())} to {int(y.max())}); encode the "
+                         "text with the model's tokenizer")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, ids: torch.Tensor, block_size: int, batch_size: int, eval_iters: int,
              amp: bool = True) -> float | list[float]:
     """Mean next-token loss on ``eval_iters`` batches of windows spread evenly over ``ids`` (the same
     windows every time, so successive evaluations differ only because the model did); for a
     :class:`~tlteach.stack.Stack`, a list with one loss per run."""
-    from .data import check_blocks
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"evaluate needs a torch model (nn.Module), got {type(model).__name__}")
+    block_size = whole(block_size, "block_size", 1)
+    batch_size, eval_iters = whole(batch_size, "batch_size", 1), whole(eval_iters, "eval_iters", 1)
+    check_ids(ids, vocab_size_of(model), "the evaluation text (ids)", block_size)
+    return _evaluate(model, ids, block_size, batch_size, eval_iters, amp)
 
-    check_blocks(ids, block_size, "the evaluation text")
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, ids: torch.Tensor, block_size: int, batch_size: int, eval_iters: int,
+              amp: bool = True) -> float | list[float]:
+    """:func:`evaluate` without the checks (the loop checks each evaluation text once)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -214,17 +322,32 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
     ``on_eval(row)`` after every evaluation (a live loss plot, say); when it returns True, training stops
     there (:class:`EarlyStopping` does this).
 
+    The token streams are checked once, before the first step. A loss that becomes NaN or inf (too high a
+    learning rate, a penalty that explodes) stops the run with a ``RuntimeWarning``: the model gets back the
+    weights of its last evaluation (the loop keeps a copy of the trainable weights at each one), and the result
+    says so (``diverged_at``). The check reads the loss the loop reads anyway, and the weights once per evaluation.
+
     ``model`` may be a :class:`~tlteach.stack.Stack` of runs (notebook 03's sweeps): its loss is one number per
     run, the loop backpropagates their sum, clips each run's gradient on its own, gives each run its own
     schedule (the ``schedule`` key of its groups), and the history holds one list per column, which
-    :meth:`~tlteach.stack.Stack.results` splits into one history per run.
+    :meth:`~tlteach.stack.Stack.results` splits into one history per run. A run whose loss becomes NaN or inf
+    leaves the stack at its last evaluation (its weights restored), and the others go on.
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from .stack import Stack
+
+    eval_sets, hooks = _check_arguments(model, batches, cfg, eval_sets, penalty, hooks, on_eval)
+    vocab = vocab_size_of(model)
     if isinstance(batches, torch.Tensor):
+        check_ids(batches, vocab, "the training text (batches)", cfg.block_size)
         batches = sampler(batches, cfg.block_size, cfg.batch_size)
-    eval_sets = dict(eval_sets or {})
+        first_checked = True
+    else:
+        first_checked = False  # a batch function: its first batch is checked
+    for name, ids in eval_sets.items():
+        check_ids(ids, vocab, f"the evaluation text eval_sets[{name!r}]", cfg.block_size)
     device = next(model.parameters()).device
     torch.manual_seed(cfg.seed)  # dropout and anything else drawn from the global generator
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -234,32 +357,82 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
 
     history: list[dict] = []
     start = time.perf_counter()
-    train_time, tokens, step = 0.0, 0, 0
+    train_time, tokens, step, done = 0.0, 0, 0, 0  # done: optimizer steps taken
     recent: list = []  # batch losses since the last evaluation (vectors for a stack of runs)
     interrupted = stopped = False
     if hasattr(on_eval, "model"):
         on_eval.model = model
+    stack = model if isinstance(model, Stack) else None
+    trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    units = ({i: [p for p in run.parameters() if id(p) in trained] for i, run in enumerate(stack.runs)}
+             if stack is not None else {0: [p for g in optimizer.param_groups for p in g["params"]]})
+    good: dict[int, tuple[int, list[torch.Tensor]]] = {}  # unit -> (step, its weights at its last good evaluation)
+    diverged: dict[int, int] = {}  # unit -> the step where its loss or weights became NaN or inf
+
+    def live() -> list[int]:
+        """The units still training: the stack's active runs, or the model (until it diverges)."""
+        return [u for u in (stack.active if stack is not None else [0]) if u not in diverged]
+
+    def keep_good(step: int) -> list[int]:
+        """Copy the weights of each live unit whose weights are finite; return the others."""
+        now = live()
+        if not now:
+            return []
+        finite = torch.stack([torch.stack([p.detach().isfinite().all() for p in units[u]] or
+                                          [torch.tensor(True, device=device)]).all() for u in now])
+        bad = [u for u, ok in zip(now, finite.tolist()) if not ok]  # the one host sync
+        if bad and step == 0:
+            raise ValueError("the model's weights hold NaN or inf before training" +
+                             (f" (runs {bad} of the stack)" if stack is not None else "") +
+                             "; load or initialise finite weights")
+        with torch.no_grad():
+            for u in (u for u in now if u not in bad):
+                copies = good[u][1] if u in good else [torch.empty_like(p) for p in units[u]]
+                for c, p in zip(copies, units[u]):
+                    c.copy_(p)
+                good[u] = (step, copies)
+        return bad
+
+    def give_up(bad: list[int], step: int, what: str) -> bool:
+        """Restore each unit in ``bad`` to its last good weights and warn; True when nothing is left to train."""
+        with torch.no_grad():
+            for u in bad:
+                for p, c in zip(units[u], good[u][1]):
+                    p.copy_(c)
+                diverged[u] = step
+                if stack is not None:
+                    stack.stop(u, good[u][0])
+        who = f"run {bad[0] if len(bad) == 1 else bad} of the stack: " if stack is not None else ""
+        warnings.warn(f"{who}the {what} became NaN or inf at step {step}; training stopped there and the weights "
+                      f"of step {good[bad[0]][0]} (the last evaluation) are restored. Lower the learning rate (or "
+                      "the penalty's strength) and train again", RuntimeWarning, stacklevel=3)
+        return not live()
 
     def log_eval(step: int) -> bool:
+        """Check and keep the weights, evaluate, record a row; True when training ends here."""
+        nonlocal stopped
+        bad = keep_good(step)
+        if bad and give_up(bad, step, "weights"):
+            return True
         row = {"step": step, "tokens": tokens, "lr": lr_at(min(step, cfg.max_iters - 1), cfg),
                "batch_loss": _plain(sum(recent) / len(recent)) if recent else float("nan")}
         for name, ids in eval_sets.items():
-            row[name] = evaluate(forward, ids, cfg.block_size, cfg.batch_size, cfg.eval_iters, cfg.amp)
+            row[name] = _evaluate(forward, ids, cfg.block_size, cfg.batch_size, cfg.eval_iters, cfg.amp)
         row["elapsed"] = time.perf_counter() - start
         history.append(row)
         recent.clear()
         if cfg.log:
             losses = ", ".join(f"{n} loss {row[n]:.4f}" for n in eval_sets)
             print(f"step {step}: {losses}" if losses else f"step {step}: batch loss {row['batch_loss']:.4f}")
-        return bool(on_eval(row)) if on_eval is not None else False
+        stopped = bool(on_eval(row)) if on_eval is not None else False
+        return stopped
 
     bar = tqdm(total=cfg.max_iters, disable=not cfg.progress, desc="training", leave=True)
     model.train()
     try:
-        stopped = log_eval(0)
+        ended = log_eval(0)
         for step in range(1, cfg.max_iters + 1):
-            if stopped:
-                step -= 1
+            if ended:
                 break
             for hook in hooks:
                 hook(step, model)
@@ -269,6 +442,9 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
                 g["lr"] = own * g.get("lr_scale", 1.0)
             t0 = time.perf_counter()
             x, y = batches(gen)
+            if not first_checked:
+                _check_batch(x, y, vocab)
+                first_checked = True
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast_for(device, cfg.amp):
                 _, loss = forward(x, y)
@@ -279,6 +455,7 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
             if cfg.grad_clip > 0:
                 clip_per_run(optimizer.param_groups, cfg.grad_clip)
             optimizer.step()
+            done = step
             loss_value = _number(loss)  # syncs the GPU, so the timing below is real
             train_time += time.perf_counter() - t0
             tokens += x.numel()
@@ -286,16 +463,50 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
             bar.update(1)
             shown = loss_value if isinstance(loss_value, float) else float(loss_value.nanmean())
             bar.set_postfix(loss=f"{shown:.3f}", tok_s=f"{tokens / max(train_time, 1e-9):,.0f}", refresh=False)
+            values = [loss_value] if stack is None else [float(loss_value[u]) for u in stack.active]
+            bad = [u for u, v in zip(live(), values) if not math.isfinite(v)]  # a stopped run's NaN is not looked at
+            if bad and give_up(bad, step, "loss"):
+                break
             if step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                stopped = log_eval(step)
+                ended = log_eval(step)
     except KeyboardInterrupt:
         interrupted = True
         optimizer.zero_grad(set_to_none=True)
-        print(f"interrupted at step {step}: returning the model and history so far")
+        print(f"interrupted after {done} steps: returning the model and history so far")
     finally:
         bar.close()
         model.eval()
-    steps_done = step if not interrupted else max(step - 1, 0)
-    return TrainResult(model=model, history=pd.DataFrame(history), interrupted=interrupted, steps=steps_done,
+    steps = good[0][0] if stack is None and 0 in diverged else done  # a diverged model is back at its last evaluation
+    return TrainResult(model=model, history=pd.DataFrame(history), interrupted=interrupted, steps=steps,
                        tokens_per_s=tokens / train_time if train_time else float("nan"), train_seconds=train_time,
-                       stopped_early=stopped)
+                       stopped_early=stopped, diverged_at=min(diverged.values()) if diverged else None,
+                       extras={"diverged": dict(diverged)} if stack is not None and diverged else {})
+
+
+def _check_arguments(model: object, batches: object, cfg: object, eval_sets: object, penalty: object,
+                     hooks: object, on_eval: object) -> tuple[dict[str, torch.Tensor], tuple]:
+    """A clear ``TypeError``/``ValueError`` for an argument of :func:`train` of the wrong kind; the evaluation
+    sets as a dict and the hooks as a tuple."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"train needs a torch model (nn.Module), got {type(model).__name__}")
+    if next(model.parameters(), None) is None:
+        raise ValueError("the model has no parameters to train")
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    if not (isinstance(batches, torch.Tensor) or callable(batches)):
+        raise TypeError(f"batches must be a token stream (a 1-D tensor) or a function of a torch.Generator "
+                        f"returning (x, y), got {type(batches).__name__}")
+    if eval_sets is not None and not isinstance(eval_sets, dict):
+        raise TypeError(f"eval_sets must map names to token streams, e.g. {{'val': val_ids}}, got "
+                        f"{type(eval_sets).__name__}")
+    eval_sets = dict(eval_sets or {})
+    for name in eval_sets:
+        if not isinstance(name, str) or name in ("step", "tokens", "lr", "batch_loss", "elapsed"):
+            raise ValueError(f"eval_sets name {name!r} must be a str other than the history's own columns "
+                             "(step, tokens, lr, batch_loss, elapsed); name it e.g. 'val'")
+    for name, value in (("penalty", penalty), ("on_eval", on_eval)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be a function (or None), got {type(value).__name__}")
+    if callable(hooks) or not isinstance(hooks, (list, tuple)) or not all(callable(h) for h in hooks):
+        raise TypeError(f"hooks must be a list of functions hook(step, model), got {hooks!r}")
+    return eval_sets, tuple(hooks)
