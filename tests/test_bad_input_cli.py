@@ -212,6 +212,17 @@ def test_pretrain_writes_marks_and_refuses_to_overwrite_a_checkpoint(files):
     assert (out / "model.safetensors").read_bytes() != weights
 
 
+def test_a_diverging_run_keeps_its_last_good_weights_and_says_so(files):
+    out = files / "diverged"
+    run = _run([*_fill(TEXT, files), "--learning-rate", "1e9", "--max-iters", "20", "--eval-interval", "10",
+                "--out", str(out)], {"TLTEACH_CACHE": str(files / "cache")})
+    assert run.returncode == 0 and "became NaN or inf at step" in run.stderr, run.stderr
+    extra = checkpoint.read_metadata(out)["extra"]
+    assert extra["diverged_at"] is not None and extra["steps"] < extra["diverged_at"] <= 20
+    model = checkpoint.load_model(out)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_ctrl_c_saves_a_checkpoint_marked_interrupted(files):
     out = files / "stopped"
     argv = [*_fill(TEXT, files), "--max-iters", "1000000", "--eval-interval", "5",

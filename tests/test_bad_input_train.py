@@ -254,6 +254,7 @@ def test_a_stacked_run_that_diverges_leaves_the_stack_and_the_others_go_on():
     assert result.steps == 30 and result.diverged_at == 16 and result.extras["diverged"] == {1: 16}
     good, bad = stack.results(result)
     assert bad.steps == 10 and list(bad.history["step"]) == [0, 10] and _finite(bad.model)
+    assert (bad.diverged_at, bad.stopped_early) == (16, False) and good.diverged_at is None
     assert evaluate(bad.model, _data(seed=1), 16, 4, 2) == pytest.approx(bad.history["val"].iloc[-1], abs=1e-5)
     alone = train(_model(0), IDS, cfg, eval_sets={"val": _data(seed=1)})  # the other run's numbers are unchanged
     assert good.steps == 30

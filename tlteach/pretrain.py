@@ -183,7 +183,7 @@ def main(args: argparse.Namespace) -> int:
         from . import checkpoint
 
         extra = {"train": tcfg.to_dict(), "source": source, "steps": result.steps, "interrupted": result.interrupted,
-                 "history": result.history.to_dict(orient="list")}
+                 "diverged_at": result.diverged_at, "history": result.history.to_dict(orient="list")}
         try:
             where = checkpoint.save_model(result.model, out, tok, extra=extra)
         except OSError as err:  # the folder went away or the disk filled up while training: keep the model

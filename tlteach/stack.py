@@ -162,6 +162,7 @@ class Stack(nn.Module):
         import pandas as pd
 
         h = result.history
+        diverged = result.extras.get("diverged", {})  # run -> the step its loss became NaN or inf
         total_steps = sum(self.stopped_at.get(i, result.steps) for i in range(len(self))) or 1
         out = []
         for i, model in enumerate(self.runs):
@@ -174,7 +175,8 @@ class Stack(nn.Module):
             share = steps / total_steps
             out.append(TrainResult(model=model, history=mine, interrupted=result.interrupted, steps=steps,
                                    tokens_per_s=result.tokens_per_s, train_seconds=result.train_seconds * share,
-                                   stopped_early=i in self.stopped_at, extras={"stacked": len(self)}))
+                                   stopped_early=i in self.stopped_at and i not in diverged,
+                                   diverged_at=diverged.get(i), extras={"stacked": len(self)}))
         return out
 
 

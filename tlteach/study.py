@@ -166,7 +166,8 @@ def cached_run(kind: str, spec: dict, preset: Preset, cfg: TrainConfig, body: Ca
         if result.interrupted:
             raise KeyboardInterrupt(f"the {kind} run was interrupted at step {result.steps}; nothing was cached")
         record = {**trained.record, "history": result.history.to_dict(orient="list"), "steps": result.steps,
-                  "seconds": result.train_seconds, "tokens_per_s": result.tokens_per_s}
+                  "seconds": result.train_seconds, "tokens_per_s": result.tokens_per_s,
+                  "diverged_at": result.diverged_at}  # a NaN/inf loss: the loop kept the last good weights
         if weights:
             model = result.model if trained.model is None else trained.model
             checkpoint.save_model(model, path, tok, extra={"record": record})
