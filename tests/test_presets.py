@@ -54,3 +54,17 @@ def test_seed_everything_repeats():
 
 def test_no_autocast_on_cpu():
     assert presets.get_preset("gpu", device="cpu").amp_dtype is None
+
+
+@pytest.mark.parametrize("capability, bf16", [((7, 5), False), ((7, 0), False), ((8, 0), True), ((9, 0), True)])
+def test_bf16_autocast_only_where_the_gpu_computes_it_natively(monkeypatch, capability, bf16):
+    """A T4 (7.5) or V100 (7.0) only emulates bf16, slower than fp32: the course keeps them in fp32."""
+    from tlteach import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation counts for torch
+    assert presets.native_bf16() is bf16
+    assert (presets.Preset("gpu", device="cuda", **presets.budget("gpu")).amp_dtype == torch.bfloat16) is bf16
+    context = train.autocast_for(torch.device("cuda"))
+    assert isinstance(context, torch.autocast) is bf16

@@ -162,7 +162,7 @@ def squared_mean_gradient(model: nn.Module, ids: torch.Tensor, n_examples: int, 
 
 def normalise(fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The Fisher scaled to mean 1 over all its entries, so that ``lam`` means the same for any model (notebook 06)."""
-    total = sum(float(f.double().sum()) for f in fisher.values())
+    total = sum(float(f.detach().cpu().double().sum()) for f in fisher.values())  # float64 on the CPU (not MPS)
     count = sum(f.numel() for f in fisher.values())
     if not total > 0:
         raise ValueError("the Fisher is zero everywhere (or empty): there is nothing to normalise")
@@ -179,7 +179,7 @@ def concentration(fisher: dict[str, torch.Tensor], top: float = 0.1) -> float:
     Fisher, 1.0 when one entry holds it all (notebook 06)."""
     if not 0 < top <= 1:
         raise ValueError(f"top is a fraction of the entries, in (0, 1]; got {top}")
-    flat = torch.cat([f.detach().flatten().double().cpu() for f in fisher.values()])
+    flat = torch.cat([f.detach().flatten().cpu().double() for f in fisher.values()])
     if not flat.sum() > 0:
         raise ValueError("the Fisher is zero everywhere (or empty): it has no mass to measure")
     k = max(1, round(top * flat.numel()))
@@ -204,7 +204,7 @@ def fisher_by_group(fisher: dict[str, torch.Tensor]):
     for n, f in fisher.items():
         g = group_of(n)
         params[g] = params.get(g, 0) + f.numel()
-        mass[g] = mass.get(g, 0.0) + float(f.double().sum())
+        mass[g] = mass.get(g, 0.0) + float(f.detach().cpu().double().sum())
     total_mass, total_params = sum(mass.values()), sum(params.values())
     if not total_mass > 0:
         raise ValueError("the Fisher is zero everywhere (or empty): it has no mass to share out")

@@ -21,6 +21,12 @@ DEVICES = re.compile(r"cpu|mps|cuda(:\d+)?")  # the devices the course runs on (
 MAX_SEED = 2**64 - 1  # torch.manual_seed's largest (NumPy takes the seed modulo 2**32)
 
 
+def native_bf16(device: torch.device | str = "cuda") -> bool:
+    """Whether this CUDA GPU computes in bf16 natively (Ampere, compute capability 8.0, or newer). Older GPUs (a
+    T4 or V100, Colab's free ones) only emulate it, slower than fp32, so the course keeps them in fp32."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 @dataclass(frozen=True)
 class Preset:
     """A budget: tokenizer and model sizes, batch and step counts, device and precision."""
@@ -48,7 +54,7 @@ class Preset:
     @property
     def amp_dtype(self) -> torch.dtype | None:
         """The autocast dtype: bf16 on a CUDA GPU that supports it, otherwise None (full fp32)."""
-        if self.device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        if self.device.startswith("cuda") and native_bf16(self.device):
             return torch.bfloat16
         return None
 

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from .presets import native_bf16
+
 Batches = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -192,7 +194,7 @@ def make_optimizer(groups: Sequence[dict], cfg: TrainConfig, device: torch.devic
 
 def autocast_for(device: torch.device, enabled: bool = True):
     """bf16 autocast on a CUDA GPU that supports it; a no-op context elsewhere."""
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if enabled and device.type == "cuda" and native_bf16(device):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return nullcontext()
 
@@ -288,7 +290,7 @@ def _evaluate(model: nn.Module, ids: torch.Tensor, block_size: int, batch_size: 
 
 def _number(loss: torch.Tensor) -> float | torch.Tensor:
     """A loss as a Python number, or, for a :class:`~tlteach.stack.Stack` (one loss per run), a float64 vector."""
-    return loss.item() if loss.dim() == 0 else loss.detach().double().cpu()
+    return loss.item() if loss.dim() == 0 else loss.detach().cpu().double()  # float64 on the CPU (not MPS)
 
 
 def _plain(value: float | torch.Tensor) -> float | list[float]:
