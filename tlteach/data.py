@@ -19,7 +19,6 @@ import functools
 import hashlib
 import importlib.util
 import math
-import operator
 import os
 import re
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from .checks import whole
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -38,16 +39,6 @@ SPLITS = ("train", "validation", "test")
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
 MAX_DOC_CHARS = 2000  # a text with fewer than 3 lines is cut into documents of at most this many characters
-
-
-def _positive_int(value, name: str, least: int = 1) -> int:
-    """``value`` as an ``int``, checked to be an integer of at least ``least`` (not a bool, a float or a str)."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
-    value = operator.index(value)
-    if value < least:
-        raise ValueError(f"{name} must be at least {least}, got {value}")
-    return value
 
 
 def _is_dataset(obj) -> bool:
@@ -70,7 +61,7 @@ def split_by_document(rows: list[dict], id_field: str, val: float = VAL_FRACTION
             raise ValueError(f"{arg} must be a fraction in [0, 1), got {frac!r}")
     if val + test >= 1:
         raise ValueError(f"val + test = {val + test} leaves no training documents; keep it below 1")
-    min_each = _positive_int(min_each, "min_each", least=0)
+    min_each = whole(min_each, "min_each", 0)
     if len(rows) < 3:
         raise ValueError(f"need at least 3 documents to make train/validation/test splits, got {len(rows)}")
     from datasets import Dataset, DatasetDict
@@ -289,7 +280,7 @@ def load_text(source: str | Path | Dataset | None = None, min_chars: int = 65, n
     """
     from datasets import Dataset, DatasetDict
 
-    min_chars = _positive_int(min_chars, "min_chars")
+    min_chars = whole(min_chars, "min_chars", 1)
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if (source is None) == (text is None):
@@ -440,7 +431,7 @@ def _check_ids(ids) -> None:
 def check_blocks(ids: torch.Tensor, block_size: int, what: str = "this text") -> None:
     """Raise a clear ``ValueError`` when ``ids`` cannot fill one training block of ``block_size + 1`` tokens."""
     _check_ids(ids)
-    block_size = _positive_int(block_size, "block_size")
+    block_size = whole(block_size, "block_size", 1)
     if len(ids) < block_size + 1:
         raise ValueError(f"{what} has {len(ids)} tokens, fewer than one training block needs "
                          f"({block_size + 1} = block_size + 1); give more text or a smaller block_size")
@@ -450,7 +441,7 @@ def get_batch(ids: torch.Tensor, block_size: int, batch_size: int, generator: to
               device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows of ``block_size`` tokens and their next-token targets (notebook 01, then the loop)."""
     check_blocks(ids, block_size)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = whole(batch_size, "batch_size", 1)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     starts = torch.randint(len(ids) - block_size, (batch_size,), generator=generator)

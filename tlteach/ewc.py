@@ -23,8 +23,6 @@ has to beat.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from .checks import real
 from .data import check_blocks, get_batch
 
 try:  # attention written out in plain matmuls, which vmap batches (the fused kernels it would run one by one)
@@ -222,10 +221,8 @@ class EWCPenalty:
     """
 
     def __init__(self, model: nn.Module, fisher: dict[str, torch.Tensor], lam: float) -> None:
-        if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
-            raise TypeError(f"lam is the penalty's strength, a number >= 0, got {lam!r} ({type(lam).__name__})")
-        if not 0 <= lam < math.inf:  # also refuses NaN: an infinite pull gives NaN (inf * 0) from the first step
-            raise ValueError(f"lam is the penalty's strength and must be a finite number >= 0, got {lam}")
+        # an infinite pull would give NaN (inf * 0) from the first step
+        real(lam, "lam", "the penalty's strength, a finite number >= 0")
         if not isinstance(model, nn.Module):
             raise TypeError(f"EWCPenalty needs the torch model (nn.Module) it anchors, got {type(model).__name__}")
         if not isinstance(fisher, dict) or not all(isinstance(f, torch.Tensor) for f in fisher.values()):

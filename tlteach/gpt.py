@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import flag, id_tensor, outside_vocab, real, whole
+
 
 @dataclass
 class GPTConfig:
@@ -32,21 +34,13 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"GPTConfig.{name} must be a whole number, got {value!r} ({type(value).__name__})")
-            if value < 1:
-                raise ValueError(f"GPTConfig.{name} must be at least 1, got {value}")
-            setattr(self, name, int(value))  # a numpy integer becomes a plain int (JSON, cache keys)
+            # a numpy integer becomes a plain int (JSON, cache keys)
+            setattr(self, name, whole(getattr(self, name), f"GPTConfig.{name}", 1))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} (each head gets "
                              "n_embd // n_head dimensions); pick an n_head that divides n_embd")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
-            raise TypeError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not 0 <= self.dropout < 1:  # also refuses NaN
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
-        if not isinstance(self.bias, bool):
-            raise TypeError(f"GPTConfig.bias must be True or False, got {self.bias!r}")
+        real(self.dropout, "GPTConfig.dropout", "in [0, 1)", 0.0, 1.0)
+        flag(self.bias, "GPTConfig.bias")
 
     @classmethod
     def from_preset(cls, preset, vocab_size: int | None = None) -> GPTConfig:
@@ -171,12 +165,7 @@ class GPT(nn.Module):
         for name, t in (("idx", idx), ("targets", targets)):
             if t is None:
                 continue
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(t).__name__}; "
-                                "use torch.tensor([ids]) (a batch of one sequence)")
-            if t.dtype not in (torch.long, torch.int):
-                raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {t.dtype}; token ids "
-                                "are whole numbers in [0, vocab_size): use .long() on integer ids")
+            id_tensor(t, name, "use torch.tensor([ids]) (a batch of one sequence)")
         if idx.dim() != 2:
             raise ValueError(f"idx must be 2-D (batch, time), got shape {tuple(idx.shape)}"
                              + ("; add a batch dimension with idx[None]" if idx.dim() == 1 else ""))
@@ -195,9 +184,7 @@ class GPT(nn.Module):
         outside = {name: ((t < 0) & (t != -100) if name == "targets" else t < 0) | (t >= V) for name, t in given.items()}
         if torch.stack([m.any() for m in outside.values()]).any():  # the one host sync
             name, t = next((n, given[n]) for n, m in outside.items() if m.any())
-            raise ValueError(f"{name} holds token ids outside [0, vocab_size={V}): {t[outside[name]].unique()[:5].tolist()}"
-                             f" (min {t.min().item()}, max {t.max().item()}); encode text with the model's tokenizer, "
-                             "whose ids match this model's vocab_size")
+            raise outside_vocab(name, V, t.min().item(), t.max().item(), t[outside[name]].unique()[:5].tolist())
         return B, T
 
     @torch.no_grad()
@@ -237,21 +224,12 @@ class GPT(nn.Module):
                                  "(for example the tokenizer's end-of-text id)")
             idx = idx[:, -self.config.block_size:]  # generate crops a long prompt to the context
         self._check_ids(idx, None)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral):
-            raise TypeError(f"max_new_tokens must be a whole number, got {max_new_tokens!r}")
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-            raise TypeError(f"temperature must be a number >= 0, got {temperature!r}")
-        if not 0 <= temperature < math.inf:  # also refuses NaN
-            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy, 1 = the model's own distribution), "
-                             f"got {temperature}" + ("; a negative one would favour the least likely tokens"
-                                                     if temperature < 0 else ""))
+        whole(max_new_tokens, "max_new_tokens", 0)
+        real(temperature, "temperature", "a finite number >= 0 (0 = greedy, 1 = the model's own distribution)",
+             hint="; a negative one would favour the least likely tokens" if isinstance(temperature, numbers.Real)
+             and temperature < 0 else "")
         if top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
-                raise TypeError(f"top_k must be a whole number >= 1 or None, got {top_k!r}")
-            if top_k < 1:
-                raise ValueError(f"top_k must be >= 1 (keep the k most likely tokens) or None for all, got {top_k}")
+            whole(top_k, "top_k", 1, hint="; top_k keeps the k most likely tokens, None keeps them all")
         if generator is not None and not (isinstance(generator, torch.Generator) and generator.device.type == "cpu"):
             raise TypeError(f"generator must be a CPU torch.Generator (sampling draws on the CPU), got {generator!r}")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import numbers
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import CHECKSUM, as_path, load_tensors, read_header, save_atomic, tensors_sha256
+from .checks import flag, real, whole
 
 TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # suffixes of module names in every block
 FORMAT = "tlteach-lora/1"
@@ -37,15 +37,9 @@ BASE = "base_sha256"  # the metadata key of the fingerprint of the base weights 
 
 def _check_rank_alpha(r: int, alpha: float) -> None:
     """A clear error for a rank that is not a whole number >= 1, or an alpha that would switch the update off."""
-    if isinstance(r, bool) or not isinstance(r, numbers.Integral):
-        raise TypeError(f"the LoRA rank r must be a whole number >= 1, got {r!r} ({type(r).__name__})")
-    if r < 1:
-        raise ValueError(f"the LoRA rank r must be at least 1, got {r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"the LoRA alpha must be a positive number (the update is scaled by alpha / r), got {alpha!r}")
-    if not 0 < alpha < math.inf:  # also refuses NaN
-        raise ValueError(f"the LoRA alpha must be a positive finite number (the update is scaled by alpha / r; "
-                         f"alpha=0 switches the adapter off for good), got {alpha}; the usual choice is 2 * r")
+    whole(r, "the LoRA rank r", 1)
+    real(alpha, "the LoRA alpha", "a positive finite number (the update is scaled by alpha / r; alpha=0 switches "
+         "the adapter off for good)", low_open=True, hint="; the usual choice is 2 * r")
 
 
 class LoRALinear(nn.Module):
@@ -115,9 +109,8 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float | None = None, targets: 
     _check_rank_alpha(r, 1.0 if alpha is None else alpha)
     r = int(r)  # a numpy integer becomes a plain int (stored as JSON with the adapter)
     alpha = 2 * r if alpha is None else alpha
-    for name, flag in (("train_embeddings", train_embeddings), ("train_norms", train_norms)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    flag(train_embeddings, "train_embeddings")
+    flag(train_norms, "train_norms")
     if lora_layers(model):
         raise ValueError("the model already has LoRA layers; add_lora a fresh copy of the base (copy.deepcopy)")
     targets = (targets,) if isinstance(targets, str) else tuple(targets)  # one name is one target, not its letters
@@ -226,8 +219,7 @@ def load_adapter(model: nn.Module, path: str | Path, check_base: bool = True) ->
     ``check_base=False`` (an adapter saved before fingerprints existed loads with a warning)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"load_adapter(model, path) loads into a torch model, got {type(model).__name__} as model")
-    if not isinstance(check_base, bool):
-        raise TypeError(f"check_base must be True or False, got {check_base!r}")
+    flag(check_base, "check_base")
     path = as_path(path, "adapter")
     if path.is_dir():
         path = path / ADAPTER

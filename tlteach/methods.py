@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from . import cache, data, ewc, lora, replay, ulmfit
+from .checks import flag, real, whole
 from .presets import Preset
 from .study import FORMAT_VERSION, model_key, source_model, streams, study_preset
 from .study import settings as study_settings
@@ -57,25 +57,15 @@ class Plugs:
         return {"penalty": self.penalty, "groups": self.groups, "hooks": self.hooks}
 
 
-def _number(method: Method, name: str, rule: str, ok: Callable[[float], bool]) -> None:
-    """A clear error unless ``method.name`` is a finite number for which ``ok`` holds (``rule`` says which)."""
-    value = getattr(method, name)
-    what = f"{type(method).__name__}({name}=...)"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a number ({rule}), got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(value) and ok(value)):  # NaN and inf too
-        raise ValueError(f"{what} needs a finite {rule}; got {value}")
+def _number(method: Method, name: str, rule: str, low: float, high: float = math.inf) -> None:
+    """A clear error unless ``method.name`` is a finite number above ``low`` and below ``high`` (``rule`` says so)."""
+    real(getattr(method, name), f"{type(method).__name__}({name}=...)", f"a finite {rule}", low, high, low_open=True)
 
 
 def _whole(method: Method, name: str, least: int, rule: str) -> None:
     """A clear error unless ``method.name`` is a whole number >= ``least``; a NumPy integer becomes an ``int``."""
-    value = getattr(method, name)
-    what = f"{type(method).__name__}({name}=...)"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be a whole number ({rule}), got {value!r} ({type(value).__name__})")
-    if value < least:
-        raise ValueError(f"{what} needs {rule}; got {value}")
-    object.__setattr__(method, name, int(value))
+    object.__setattr__(method, name, whole(getattr(method, name), f"{type(method).__name__}({name}=...)", least,
+                                           hint=f" ({rule})"))
 
 
 def _sum(a, b):
@@ -98,7 +88,7 @@ class Method:
 
     def __post_init__(self) -> None:
         if self.lr is not None:
-            _number(self, "lr", "positive learning rate, lr > 0 (None: the study's)", lambda v: v > 0)
+            _number(self, "lr", "positive learning rate, lr > 0 (None: the study's)", 0)
         if self.steps is not None:
             _whole(self, "steps", 1, "at least one step, steps >= 1 (None: the study's)")
 
@@ -150,7 +140,7 @@ class EWC(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _number(self, "lam", "penalty strength lam > 0", lambda v: v > 0)
+        _number(self, "lam", "penalty strength lam > 0", 0)
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         return Plugs(penalty=ewc.EWCPenalty(model, self.fisher(model, preset, settings), self.lam))
@@ -195,10 +185,8 @@ class LoRA(Method):
         super().__post_init__()
         _whole(self, "rank", 1, "a whole rank >= 1")
         if self.alpha is not None:
-            _number(self, "alpha", "alpha > 0 (the update is scaled by alpha / rank; None: 2 * rank)",
-                    lambda v: v > 0)
-        if not isinstance(self.embeddings, bool):
-            raise TypeError(f"LoRA(embeddings=...) must be True or False, got {self.embeddings!r}")
+            _number(self, "alpha", "alpha > 0 (the update is scaled by alpha / rank; None: 2 * rank)", 0)
+        flag(self.embeddings, "LoRA(embeddings=...)")
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         lora.add_lora(model, r=self.rank, alpha=self.alpha, train_embeddings=self.embeddings,
@@ -222,7 +210,7 @@ class Replay(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _number(self, "share", "share of source text to replay in each batch, 0 < share < 1", lambda v: 0 < v < 1)
+        _number(self, "share", "share of source text to replay in each batch, 0 < share < 1", 0, 1)
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         s = streams(preset)
@@ -244,7 +232,7 @@ class Discriminative(Method):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _number(self, "decay", "decay > 1 between layers' learning rates (ULMFiT: 2.6)", lambda v: v > 1)
+        _number(self, "decay", "decay > 1 between layers' learning rates (ULMFiT: 2.6)", 1)
 
     def plug(self, model: nn.Module, preset: Preset, settings: dict) -> Plugs:
         return Plugs(groups=ulmfit.discriminative_groups(model, self.decay))

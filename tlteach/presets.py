@@ -6,7 +6,6 @@ Every notebook reads one preset (taught from notebook 01 on). The preset follows
 
 from __future__ import annotations
 
-import numbers
 import os
 import random
 import re
@@ -14,6 +13,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+
+from .checks import whole
 
 PRESET_NAMES = ("quick", "cpu", "gpu")
 DEVICES = re.compile(r"cpu|mps|cuda(:\d+)?")  # the devices the course runs on (whether this machine has one:
@@ -110,9 +111,8 @@ def get_seed() -> int:
 def check_seed(seed: object, source: str = "seed") -> int:
     """``seed`` as an ``int``, or a clear error naming ``source``: not a whole number, or outside the range
     torch accepts, 0 to 2**64 - 1."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{source} must be a whole number from 0 to 2**64 - 1, got {seed!r} ({type(seed).__name__})")
-    if not 0 <= seed <= MAX_SEED:
+    seed = whole(seed, source, 0, hint="; seeds are whole numbers from 0 to 2**64 - 1")
+    if seed > MAX_SEED:
         raise ValueError(f"{source} must be from 0 to 2**64 - 1 (the seeds torch accepts), got {seed}; "
                          "pick one in that range, e.g. 0")
     return int(seed)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import cache
+from .checks import whole
 from .data import fingerprint, load_corpus
 
 if TYPE_CHECKING:
@@ -35,12 +36,8 @@ MAX_VOCAB = 2**18  # 262,144: above the largest tokenizers in use (GPT-4o's has 
 
 def _check_vocab_size(vocab_size: int) -> int:
     """``vocab_size`` as an ``int``, checked to be an integer in ``[257, 262144]`` (a byte-level BPE's range)."""
-    if isinstance(vocab_size, bool) or not hasattr(vocab_size, "__index__"):
-        raise TypeError(f"vocab_size must be an integer, got {vocab_size!r} ({type(vocab_size).__name__})")
-    size = operator.index(vocab_size)
-    if size < MIN_BPE_VOCAB:
-        raise ValueError(f"vocab_size={size} is too small for a byte-level BPE: it needs the 256 byte "
-                         f"tokens plus {EOT}, so at least {MIN_BPE_VOCAB}")
+    size = whole(vocab_size, "vocab_size", MIN_BPE_VOCAB,
+                 hint=f"; a byte-level BPE needs the 256 byte tokens plus {EOT}")
     if size > MAX_VOCAB:
         raise ValueError(f"vocab_size={size:,} is above {MAX_VOCAB:,}, more than any text in this course can "
                          "fill (Shakespeare's plays give about 25,000 tokens); pick a size such as 2048")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from .checks import flag, id_tensor, outside_vocab, real, whole
 from .presets import native_bf16
 
 Batches = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -61,13 +62,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and name == "min_lr":
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"TrainConfig.{name} must be a number, got {value!r} ({type(value).__name__})")
-            if not low <= value < high:  # also refuses NaN
-                raise ValueError(f"TrainConfig.{name} must be {rule}, got {value}")
+            real(value, f"TrainConfig.{name}", rule, low, high)
         for name in ("compile", "amp", "progress", "log"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
+            flag(getattr(self, name), f"TrainConfig.{name}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,16 +75,6 @@ _WHOLE = {"max_iters": 0, "batch_size": 1, "block_size": 1, "warmup_iters": 0, "
 _REAL = {"learning_rate": (0.0, math.inf, "a finite number >= 0"), "min_lr": (0.0, math.inf, "a finite number >= 0"),
          "weight_decay": (0.0, math.inf, "a finite number >= 0"), "beta1": (0.0, 1.0, "in [0, 1)"),
          "beta2": (0.0, 1.0, "in [0, 1)"), "grad_clip": (0.0, math.inf, "a finite number >= 0 (0 turns clipping off)")}
-
-
-def whole(value: object, name: str, least: int) -> int:
-    """``value`` as an ``int`` (a NumPy integer too), or a clear error naming ``name``: not a whole number, or
-    below ``least``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
-    if value < least:
-        raise ValueError(f"{name} must be at least {least}, got {value}")
-    return int(value)
 
 
 @dataclass
@@ -118,10 +105,7 @@ class EarlyStopping:
 
     def __init__(self, metric: str = "val", patience: int = 3, min_delta: float = 0.0, keep_best: bool = True) -> None:
         patience = whole(patience, "EarlyStopping patience (evaluations without improvement)", 1)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real):
-            raise TypeError(f"EarlyStopping min_delta must be a number >= 0, got {min_delta!r}")
-        if not 0 <= min_delta < math.inf:
-            raise ValueError(f"EarlyStopping min_delta must be a finite number >= 0, got {min_delta}")
+        real(min_delta, "EarlyStopping min_delta", "a finite number >= 0")
         self.metric, self.patience, self.min_delta, self.keep_best = metric, patience, min_delta, keep_best
         self.best, self.best_step, self.bad_evals = math.inf, 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -213,12 +197,7 @@ def check_ids(ids: object, vocab_size: int | None, what: str, block_size: int | 
     """A clear error unless ``ids`` is a 1-D tensor of integer token ids in ``[0, vocab_size)``, with at least
     ``block_size + 1`` of them; ``what`` names it in the message. One pass over the ids: call it once per
     stream, not per step."""
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{what} must be a 1-D torch tensor of token ids, got {type(ids).__name__}; "
-                        "encode the text first (e.g. data.encode_split)")
-    if ids.dtype not in (torch.long, torch.int):
-        raise TypeError(f"{what} must hold integer token ids (torch.long), got dtype {ids.dtype}; "
-                        "use .long() on whole-number ids")
+    id_tensor(ids, what, "encode the text first (e.g. data.encode_split)")
     if ids.dim() != 1:
         raise ValueError(f"{what} must be 1-D (one stream of token ids), got shape {tuple(ids.shape)}; "
                          "join the pieces with torch.cat or flatten them with .view(-1)")
@@ -229,9 +208,7 @@ def check_ids(ids: object, vocab_size: int | None, what: str, block_size: int | 
     if ids.numel():
         low, high = (int(v) for v in torch.aminmax(ids))
         if low < 0 or (vocab_size is not None and high >= vocab_size):
-            span = f"[0, vocab_size={vocab_size})" if vocab_size is not None else "[0, vocab_size)"
-            raise ValueError(f"{what} holds token ids outside {span} (min {low}, max {high}); encode the text "
-                             "with the model's tokenizer, whose ids match the model's vocab_size")
+            raise outside_vocab(what, vocab_size, low, high)
 
 
 def _check_batch(x: object, y: object, vocab_size: int | None) -> None:

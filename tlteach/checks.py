@@ -1,0 +1,59 @@
+"""What a valid setting is: the one check of whole numbers, real numbers and switches that every config,
+constructor and the command line use, so each refuses a bad value with the same clear message (notebook 01's
+first cells print the preset these settings come from; every later notebook passes them on)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def whole(value: object, name: str, least: int = 0, hint: str = "") -> int:
+    """``value`` as an ``int`` (a NumPy integer too), or a clear error naming ``name``: not a whole number
+    (a bool, a float or a str is not one), or below ``least``. ``hint`` ends the message, e.g. what to pick."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__}){hint}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value}{hint}")
+    return int(value)
+
+
+def real(value: object, name: str, rule: str, low: float = 0.0, high: float = math.inf, *,
+         low_open: bool = False, hint: str = "") -> float:
+    """``value`` as a ``float``, or a clear error naming ``name``: not a number, or outside ``[low, high)``
+    (``(low, high)`` with ``low_open``); NaN is always refused and so is ``high`` itself, so the default
+    ``high`` refuses infinity. ``rule`` says in words what is allowed, e.g. ``"a finite number >= 0"``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number ({rule}), got {value!r} ({type(value).__name__})")
+    if not (low < value < high if low_open else low <= value < high):  # False for NaN
+        raise ValueError(f"{name} must be {rule}, got {value}{hint}")
+    return float(value)
+
+
+def flag(value: object, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False``; otherwise a clear error (``"no"`` and ``1`` are not switches)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+
+def id_tensor(ids: object, name: str, hint: str) -> None:
+    """A clear error unless ``ids`` is a tensor of integer token ids (``torch.long`` or ``torch.int``); ``hint``
+    says how to get one where ``name`` is used. The model (:meth:`gpt.GPT.forward`) and the loop
+    (:func:`train.check_ids`) share it."""
+    import torch
+
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch tensor of token ids, got {type(ids).__name__}; {hint}")
+    if ids.dtype not in (torch.long, torch.int):
+        raise TypeError(f"{name} must hold integer token ids (torch.long), got dtype {ids.dtype}; token ids are "
+                        "whole numbers in [0, vocab_size): use .long() on integer ids")
+
+
+def outside_vocab(name: str, vocab_size: int | None, low: int, high: int, examples: list[int] | None = None) -> ValueError:
+    """The error for token ids outside ``[0, vocab_size)`` (the lowest and highest given, and a few examples)."""
+    span = f"[0, vocab_size={vocab_size})" if vocab_size is not None else "[0, vocab_size)"
+    shown = f": {examples}" if examples else ""
+    return ValueError(f"{name} holds token ids outside {span}{shown} (min {low}, max {high}); encode the text with "
+                      "the model's tokenizer, whose ids match the model's vocab_size")
