@@ -47,7 +47,12 @@ def cache_dir() -> Path:
     """
     env = os.environ.get("TLTEACH_CACHE", "").strip()
     if env:
-        root, name = Path(env).expanduser(), f"TLTEACH_CACHE={env}"
+        name = f"TLTEACH_CACHE={env}"
+        try:
+            root = Path(env).expanduser()
+        except RuntimeError:  # ~someone who is not a user here
+            raise OSError(f"{name}: cannot expand {env.split('/')[0]!r}, no such user's home folder here; set "
+                          "TLTEACH_CACHE to a folder you can write to, e.g. an absolute path, or unset it") from None
     else:
         from platformdirs import user_cache_dir
 

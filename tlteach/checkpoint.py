@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .gpt import GPT, GPTConfig
+from .presets import check_device
 
 FORMAT = "tlteach-gpt/1"
 WEIGHTS = "model.safetensors"
@@ -44,10 +46,27 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
 
 
 def as_path(path, what: str) -> Path:
-    """``path`` as a ``Path``, or a ``TypeError`` naming what it should have been the path of."""
+    """``path`` as a ``Path``, or a ``TypeError`` naming what it should have been the path of; an empty
+    path (which would mean the current folder) is refused."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"the {what} path must be a str or pathlib.Path, got {type(path).__name__}")
+    if not os.fspath(path).strip():
+        raise ValueError(f"the {what} path is empty; give a file or folder name, e.g. 'runs/my-model'")
     return Path(path)
+
+
+def refuse_pickle(path: Path, what: str) -> None:
+    """A clear error for a file name whose suffix says pickle (``.pt``, ``.bin``, ...): the course writes
+    safetensors and never unpickles."""
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise ValueError(f"{what} writes safetensors, not {path.suffix} pickles: name the file "
+                         f"{path.with_suffix('.safetensors').name} or give a folder")
+
+
+def _check_tokenizer(tokenizer: object) -> None:
+    if not all(hasattr(tokenizer, a) for a in ("kind", "vocab_size", "fingerprint")):
+        raise TypeError(f"tokenizer must be a tlteach tokenizer (tokenizer.get_tokenizer, load_tokenizer), got "
+                        f"{type(tokenizer).__name__}")
 
 
 def save_model(model: GPT, path: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
@@ -56,9 +75,7 @@ def save_model(model: GPT, path: str | Path, tokenizer=None, extra: dict | None 
     if not isinstance(model, GPT):
         raise TypeError(f"save_model(model, path, ...) saves a tlteach GPT, got {type(model).__name__} as model")
     path = as_path(path, "checkpoint")
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ValueError(f"save_model writes safetensors, not {path.suffix} pickles: name the file "
-                         f"{path.with_suffix('.safetensors').name} or give a folder")
+    refuse_pickle(path, "save_model")
     with torch.device("meta"):
         plain = set(GPT(model.config).state_dict())
     if set(model.state_dict()) != plain:
@@ -72,12 +89,11 @@ def save_model(model: GPT, path: str | Path, tokenizer=None, extra: dict | None 
     except (TypeError, ValueError) as e:
         raise TypeError(f"extra must hold only JSON values (str, numbers, lists, dicts): {e}") from e
     if tokenizer is not None:
-        if not all(hasattr(tokenizer, a) for a in ("kind", "vocab_size", "fingerprint")):
-            raise TypeError(f"tokenizer must be a tlteach tokenizer, got {type(tokenizer).__name__}")
+        _check_tokenizer(tokenizer)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                              f"vocab_size={model.config.vocab_size}: save the model with the tokenizer it was trained with")
-    if path.suffix != ".safetensors":
+    if path.suffix.lower() != ".safetensors":
         _make_folder(path)
         (path / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
         if tokenizer is not None:
@@ -107,6 +123,11 @@ def save_atomic(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, 
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name ending in .safetensors")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        warnings.warn(f"saving weights that hold NaN or inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}) to "
+                      f"{path}: a run that diverged? A model loaded from it predicts nothing useful", RuntimeWarning,
+                      stacklevel=3)
     _make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
@@ -183,6 +204,9 @@ def load_model(path: str | Path, config: GPTConfig | None = None, tokenizer=None
     """
     if config is not None and not isinstance(config, GPTConfig):
         raise TypeError(f"config must be a GPTConfig (or None), got {type(config).__name__}")
+    if tokenizer is not None:
+        _check_tokenizer(tokenizer)
+    device = check_device(device, "load_model(device=...)", "load with device='cpu' (the default)")
     meta = read_metadata(path)
     try:
         stored = GPTConfig.from_dict(meta["config"])
@@ -197,6 +221,9 @@ def load_model(path: str | Path, config: GPTConfig | None = None, tokenizer=None
         saved = meta["tokenizer"]
         if saved is None:
             raise ValueError(f"the checkpoint at {path} records no tokenizer, so it cannot be checked against one")
+        if not isinstance(saved, dict):
+            raise ValueError(f"checkpoint {path} records its tokenizer as {type(saved).__name__}, not a tokenizer's "
+                             "description: the file was written by other code or edited; load it without tokenizer=")
         mine = tokenizer_info(tokenizer)
         diffs = [f"{k}: checkpoint {saved.get(k)!r}, given {v!r}" for k, v in mine.items() if saved.get(k) != v]
         if diffs:

@@ -25,9 +25,13 @@ def real(value: object, name: str, rule: str, low: float = 0.0, high: float = ma
     ``high`` refuses infinity. ``rule`` says in words what is allowed, e.g. ``"a finite number >= 0"``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number ({rule}), got {value!r} ({type(value).__name__})")
-    if not (low < value < high if low_open else low <= value < high):  # False for NaN
-        raise ValueError(f"{name} must be {rule}, got {value}{hint}")
-    return float(value)
+    try:
+        as_float, shown = float(value), value
+    except OverflowError:  # an int beyond any float, e.g. 10**400
+        as_float, shown = math.inf if value > 0 else -math.inf, f"an integer of {len(str(abs(value)))} digits"
+    if not (low < as_float < high if low_open else low <= as_float < high):  # False for NaN
+        raise ValueError(f"{name} must be {rule}, got {shown}{hint}")
+    return as_float
 
 
 def flag(value: object, name: str) -> bool:
@@ -57,3 +61,15 @@ def outside_vocab(name: str, vocab_size: int | None, low: int, high: int, exampl
     shown = f": {examples}" if examples else ""
     return ValueError(f"{name} holds token ids outside {span}{shown} (min {low}, max {high}); encode the text with "
                       "the model's tokenizer, whose ids match the model's vocab_size")
+
+
+def unicode_text(text: str, what: str) -> str:
+    """``text`` if it is valid Unicode, that is, encodable as UTF-8; a lone surrogate (``"\\ud800"``, what a file
+    read with ``errors="surrogateescape"`` holds for a bad byte) gets a clear error naming ``what`` and where."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} holds {text[e.start]!r} at character {e.start:,}, a lone surrogate, which is not "
+                         "valid Unicode text (a file read with errors='surrogateescape'?); read the file as UTF-8 or "
+                         "remove such characters") from None
+    return text

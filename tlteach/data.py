@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checks import whole
+from .checks import unicode_text, whole
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -262,6 +262,15 @@ def _read_text_file(path: Path, hint: str = "") -> str:
                          "convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
+def _expand(path: Path) -> Path:
+    """``path`` with a leading ``~`` expanded, or a clear error when it names no user here."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise FileNotFoundError(f"cannot expand {str(path).split('/')[0]!r} in {str(path)!r}: no such user's home "
+                                "folder here; give the full path") from None
+
+
 def load_text(source: str | Path | Dataset | None = None, min_chars: int = 65, name: str = "text", *,
               text: str | None = None) -> DatasetDict:
     """Your own corpus, with the same splits as the built-in ones (notebook 01 exercises, notebook 04).
@@ -297,7 +306,7 @@ def load_text(source: str | Path | Dataset | None = None, min_chars: int = 65, n
                 raise TypeError(f"the Dataset's 'text' column must hold str; row {i} is {t!r:.60} "
                                 f"({type(t).__name__}): drop or fill such rows first")
             if t.strip():
-                docs.append(t.strip())
+                docs.append(unicode_text(t, f"row {i} of the Dataset's 'text' column").strip())
     elif source is not None and not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"load_text takes a path (str or pathlib.Path), a str of text or a datasets.Dataset with a "
                         f"'text' column, not {type(source).__name__}"
@@ -305,16 +314,16 @@ def load_text(source: str | Path | Dataset | None = None, min_chars: int = 65, n
                            else ""))
     else:
         if isinstance(source, os.PathLike):
-            text = _read_text_file(Path(source).expanduser())
+            text = _read_text_file(_expand(Path(source)))
         elif source is not None:
             one_line = "\n" not in source and 0 < len(source) < 4096
-            path = Path(source).expanduser()
+            path = _expand(Path(source))
             if one_line and (_exists(path) or (len(source) < 256 and _PATH_LIKE.search(source.strip()))):
                 text = _read_text_file(path, " (to give a short one-line string as the text itself, pass "
                                              "load_text(text=...))")
             else:
                 text = source
-        docs = _documents_of(text)
+        docs = _documents_of(unicode_text(text, "the text").removeprefix("\ufeff"))  # a UTF-8 BOM is no text
     total = sum(len(d) for d in docs)
     if total == 0:
         raise ValueError(f"the {name} corpus is empty: give a non-empty text, file or Dataset")

@@ -23,6 +23,7 @@ has to beat.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,8 +32,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from .checks import real
+from .checks import real, whole
 from .data import check_blocks, get_batch
+from .train import check_ids, vocab_size_of
 
 try:  # attention written out in plain matmuls, which vmap batches (the fused kernels it would run one by one)
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -49,8 +51,7 @@ _CHUNK = 32  # windows per forward pass where the result must not depend on a ba
 def windows(ids: torch.Tensor, n_examples: int, block_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_examples`` windows ``x`` of ``block_size`` tokens at seeded random starts in ``ids``, and their next
     tokens ``y`` (``x`` shifted by one): the examples of the Fisher (notebook 06)."""
-    if n_examples < 1:
-        raise ValueError(f"n_examples must be at least 1, got {n_examples}")
+    whole(n_examples, "n_examples", 1)
     check_blocks(ids, block_size, "the text for the Fisher")
     return get_batch(ids, block_size, n_examples, generator=torch.Generator().manual_seed(seed), device=ids.device)
 
@@ -88,9 +89,14 @@ def _sample_targets(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tenso
 def _examples(model: nn.Module, ids: torch.Tensor, n_examples: int, block_size: int | None, kind: str,
               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The windows and targets every Fisher of this module uses, on the model's device."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the Fisher needs the torch model (nn.Module) it is measured on, got {type(model).__name__}")
     if kind not in KINDS:
         raise ValueError(f"unknown Fisher kind {kind!r}; the kinds are: {', '.join(KINDS)}")
+    whole(n_examples, "n_examples", 1)
     block_size = model.config.block_size if block_size is None else block_size
+    # the ids' values are checked here: under vmap the model cannot look at them
+    check_ids(ids, vocab_size_of(model), "the text for the Fisher (ids)", whole(block_size, "block_size", 1))
     device = next(model.parameters()).device
     x, y = (t.to(device) for t in windows(ids, n_examples, block_size, seed))
     return x, (_sample_targets(model, x, seed) if kind == "true" else y)
@@ -105,8 +111,9 @@ def fisher_diagonal(model: nn.Module, ids: torch.Tensor, n_examples: int = 256, 
     ``kind="empirical"`` scores the observed next tokens, ``kind="true"`` tokens sampled from the model (one per
     position, seeded). Per-example gradients come ``batch_size`` at a time from ``vmap(grad(...))``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the Fisher needs the torch model (nn.Module) it is measured on, got {type(model).__name__}")
+    whole(batch_size, "batch_size", 1)
     from tqdm.auto import tqdm
 
     with _eval_mode(model), _batchable_attention():
@@ -163,6 +170,9 @@ def normalise(fisher: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The Fisher scaled to mean 1 over all its entries, so that ``lam`` means the same for any model (notebook 06)."""
     total = sum(float(f.detach().cpu().double().sum()) for f in fisher.values())  # float64 on the CPU (not MPS)
     count = sum(f.numel() for f in fisher.values())
+    if not math.isfinite(total) or any(bool((f < 0).any()) for f in fisher.values()):
+        raise ValueError("the Fisher holds NaN, inf or negative entries (a squared gradient is finite and >= 0): "
+                         "measure it again on a model with finite weights")
     if not total > 0:
         raise ValueError("the Fisher is zero everywhere (or empty): there is nothing to normalise")
     return {n: f * (count / total) for n, f in fisher.items()}
@@ -176,8 +186,8 @@ def flat_fisher(model: nn.Module) -> dict[str, torch.Tensor]:
 def concentration(fisher: dict[str, torch.Tensor], top: float = 0.1) -> float:
     """The share of the Fisher's total held by its largest ``top`` fraction of entries: ``top`` for a flat
     Fisher, 1.0 when one entry holds it all (notebook 06)."""
-    if not 0 < top <= 1:
-        raise ValueError(f"top is a fraction of the entries, in (0, 1]; got {top}")
+    if real(top, "top", "a fraction of the entries, in (0, 1]", 0.0, low_open=True) > 1:
+        raise ValueError(f"top must be a fraction of the entries, in (0, 1], got {top}")
     flat = torch.cat([f.detach().flatten().cpu().double() for f in fisher.values()])
     if not flat.sum() > 0:
         raise ValueError("the Fisher is zero everywhere (or empty): it has no mass to measure")

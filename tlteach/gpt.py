@@ -19,6 +19,8 @@ import torch.nn.functional as F
 
 from .checks import flag, id_tensor, outside_vocab, real, whole
 
+MAX_PARAMS = 10**10  # 40 GB of fp32 weights: far beyond any preset (the gpu one has 12.6 M), but a typo's size
+
 
 @dataclass
 class GPTConfig:
@@ -39,13 +41,25 @@ class GPTConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head} (each head gets "
                              "n_embd // n_head dimensions); pick an n_head that divides n_embd")
-        real(self.dropout, "GPTConfig.dropout", "in [0, 1)", 0.0, 1.0)
         flag(self.bias, "GPTConfig.bias")
+        n = self.n_params()
+        if n > MAX_PARAMS:
+            raise ValueError(f"this GPT would have {n:,} parameters ({4 * n / 2**30:,.0f} GiB of fp32 weights alone), "
+                             f"more than the {MAX_PARAMS:,} this course's code is meant for; pick smaller n_layer, "
+                             "n_embd, vocab_size or block_size")
+        real(self.dropout, "GPTConfig.dropout", "in [0, 1)", 0.0, 1.0)
+
+    def n_params(self) -> int:
+        """The number of parameters this GPT has (tied ``lm_head`` counted once; notebook 02 counts them by hand)."""
+        d, b = self.n_embd, int(self.bias)
+        norm = d + b * d
+        block = 2 * norm + (3 * d * d + b * 3 * d) + (d * d + b * d) + (4 * d * d + b * 4 * d) + (4 * d * d + b * d)
+        return self.vocab_size * d + self.block_size * d + self.n_layer * block + norm
 
     @classmethod
     def from_preset(cls, preset, vocab_size: int | None = None) -> GPTConfig:
         """The model a preset asks for (``quick``, ``cpu``, ``gpu``)."""
-        return cls(vocab_size=vocab_size or preset.vocab_size, block_size=preset.block_size,
+        return cls(vocab_size=preset.vocab_size if vocab_size is None else vocab_size, block_size=preset.block_size,
                    n_layer=preset.n_layer, n_head=preset.n_head, n_embd=preset.n_embd)
 
     @classmethod
@@ -154,7 +168,8 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+        # int32 ids embed as they are; the loss needs int64 targets
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1).long())
         return logits, loss
 
     def _check_ids(self, idx: torch.Tensor, targets: torch.Tensor | None) -> tuple[int, int]:
@@ -202,10 +217,15 @@ class GPT(nn.Module):
             cond = idx[:, -self.config.block_size:]
             logits, _ = self(cond)
             logits = logits[:, -1, :].float()
-            if temperature == 0:
+            if not bool(torch.isfinite(logits).all()):
+                raise ValueError("the model's logits hold NaN or inf, so there is nothing to sample from: its weights "
+                                 "hold NaN or inf (a run that diverged?); load a checkpoint saved before that")
+            if temperature < torch.finfo(torch.float32).tiny:  # 0, or so small that it is greedy (and 0 in fp32)
                 nxt = logits.argmax(dim=-1, keepdim=True)
             else:
-                logits = logits / temperature
+                # shift the best logit to 0 before dividing, so a tiny temperature gives -inf (probability 0)
+                # for the others rather than inf - inf = NaN
+                logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
                 if top_k is not None:
                     v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                     logits[logits < v[:, [-1]]] = -float("inf")
@@ -222,6 +242,10 @@ class GPT(nn.Module):
             if idx.numel() == 0:
                 raise ValueError(f"the prompt is empty, shape {tuple(idx.shape)}: give at least one token per row "
                                  "(for example the tokenizer's end-of-text id)")
+            V = self.config.vocab_size
+            if idx.dtype in (torch.long, torch.int) and bool(((idx < 0) | (idx >= V)).any()):
+                bad = idx[(idx < 0) | (idx >= V)]
+                raise outside_vocab("the prompt", V, idx.min().item(), idx.max().item(), bad.unique()[:5].tolist())
             idx = idx[:, -self.config.block_size:]  # generate crops a long prompt to the context
         self._check_ids(idx, None)
         whole(max_new_tokens, "max_new_tokens", 0)

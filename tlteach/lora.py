@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoint import CHECKSUM, as_path, load_tensors, read_header, save_atomic, tensors_sha256
+from .checkpoint import CHECKSUM, as_path, load_tensors, read_header, refuse_pickle, save_atomic, tensors_sha256
 from .checks import flag, real, whole
 
 TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # suffixes of module names in every block
@@ -113,6 +113,8 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float | None = None, targets: 
     flag(train_norms, "train_norms")
     if lora_layers(model):
         raise ValueError("the model already has LoRA layers; add_lora a fresh copy of the base (copy.deepcopy)")
+    if not isinstance(targets, (str, list, tuple)):
+        raise TypeError(f"targets must be a layer name or a list of them, such as {list(TARGETS)}, got {targets!r}")
     targets = (targets,) if isinstance(targets, str) else tuple(targets)  # one name is one target, not its letters
     if not all(isinstance(t, str) for t in targets):
         raise TypeError(f"targets must be layer names (str) such as {TARGETS}, got {targets!r}")
@@ -125,7 +127,12 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float | None = None, targets: 
         if not hits:
             raise ValueError(f"the target {t!r} matches no Linear layer; the model's are {_linear_names(model)}")
         chosen.update({n: linears[n] for n in hits})
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     for name, m in chosen.items():  # before anything changes in the model
+        if id(m.weight) in embeddings:
+            raise ValueError(f"{name} shares its weight with the token embedding (tied weights): an adapter on it "
+                             "would change the input embedding too once merged; leave it out of targets and use "
+                             "train_embeddings=True to adapt the shared matrix")
         if r > min(m.in_features, m.out_features):
             raise ValueError(f"the LoRA rank r={r} is above the width of {name} ({m.in_features} in, {m.out_features} "
                              f"out): B @ A cannot have rank above {min(m.in_features, m.out_features)}; pick a smaller r")
@@ -144,11 +151,15 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float | None = None, targets: 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """The model's LoRA layers by module name (notebook 07)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch model (nn.Module), got {type(model).__name__}")
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
 def trainable_counts(model: nn.Module) -> dict:
     """Trainable and total parameter counts (tied weights counted once) and the trainable fraction (notebook 07)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"trainable_counts counts a torch model's parameters (nn.Module), got {type(model).__name__}")
     params = list(model.parameters())  # deduplicates the tied wte / lm_head matrix
     trainable, total = sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
     return {"trainable": trainable, "total": total, "fraction": trainable / total if total else 0.0}
@@ -173,6 +184,7 @@ def disabled(model: nn.Module) -> Iterator[nn.Module]:
 def merge_lora(model: nn.Module) -> nn.Module:
     """A plain copy of ``model`` with each update folded into its Linear: the same logits, no LoRA layers,
     every parameter trainable again; ``model`` itself is untouched (notebook 07)."""
+    lora_layers(model)  # a clear error for something that is not a model
     merged = copy.deepcopy(model)
     for name, layer in lora_layers(merged).items():
         layer.merge()
@@ -202,7 +214,8 @@ def save_adapter(model: nn.Module, path: str | Path) -> Path:
     safetensors file, atomically (notebook 07). A path not ending in ``.safetensors`` is a folder (created if
     missing) that gets ``adapter.safetensors``."""
     path = as_path(path, "adapter")
-    if path.suffix != ".safetensors":
+    refuse_pickle(path, "save_adapter")
+    if path.suffix.lower() != ".safetensors":
         path = path / ADAPTER
     state = {k: v.contiguous().cpu() for k, v in adapter_state_dict(model).items()}
     if any(layer.merged for layer in lora_layers(model).values()):  # the base weights would include the update

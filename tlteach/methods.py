@@ -277,6 +277,11 @@ class Combined(Method):
                             f"{self.parts!r}")
         if len(self.parts) < 2:
             raise ValueError("combine at least two methods (e.g. EWC(0.03) + Replay(0.25))")
+        kinds = [p.kind for p in self.parts]
+        twice = sorted({k for k in kinds if kinds.count(k) > 1})
+        if twice:
+            raise ValueError(f"{' and '.join(twice)} appears twice in the combination ({' + '.join(kinds)}): one run "
+                             "takes each method once; keep one of them (with the setting you want)")
         for attr in ("lr", "steps"):
             values = {getattr(p, attr) for p in self.parts} - {None}
             if len(values) > 1:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from .checks import whole
+from .checks import real, whole
 
 PRESET_NAMES = ("quick", "cpu", "gpu")
 DEVICES = re.compile(r"cpu|mps|cuda(:\d+)?")  # the devices the course runs on (whether this machine has one:
@@ -51,6 +51,10 @@ class Preset:
         """A clear error for a device or seed the course cannot use (``with_changes`` checks again)."""
         object.__setattr__(self, "device", check_device_name(self.device, "Preset.device"))
         object.__setattr__(self, "seed", check_seed(self.seed, "Preset.seed"))
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "bigram_steps",
+                     "pretrain_iters", "eval_interval", "eval_iters"):
+            object.__setattr__(self, name, whole(getattr(self, name), f"Preset.{name}", 1))
+        real(self.pretrain_lr, "Preset.pretrain_lr", "a finite learning rate > 0", low_open=True)
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -126,6 +130,21 @@ def check_device_name(device: object, source: str = "device") -> str:
     if not DEVICES.fullmatch(device.strip().lower()):
         raise ValueError(f"{source}: unknown device {device!r}; choose cpu, cuda, cuda:N or mps")
     return device.strip().lower()
+
+
+def check_device(device: object, source: str = "device", fix: str = "use 'cpu'") -> str:
+    """``device`` if it names a device this machine has (``cpu``, ``cuda``, ``cuda:N``, ``mps``); otherwise a
+    ``ValueError`` naming ``source`` (``--device cuda``, ``load_model(device=...)``) and saying ``fix``."""
+    device = check_device_name(str(device) if isinstance(device, torch.device) else device, source)
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(device.partition(":")[2] or 0) >= count:
+            have = f"{count} CUDA GPU(s)" if count else "no CUDA GPU (torch.cuda.is_available() is False)"
+            raise ValueError(f"{source}: this machine has {have}; {fix}")
+    mps = getattr(torch.backends, "mps", None)
+    if device == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"{source}: Apple's MPS is not available on this machine; {fix}")
+    return device
 
 
 def get_preset(name: str | None = None, device: str | None = None) -> Preset:

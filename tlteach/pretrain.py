@@ -48,21 +48,11 @@ def pretrained_model(preset: Preset | None = None, corpus: str = data.SOURCE, pr
 def check_device(device: str, source: str) -> str:
     """Raise a ``ValueError`` naming ``source`` (``--device cuda``, ``TLTEACH_DEVICE=mps``) unless this machine
     has ``device``; return it."""
-    from .cli import DEVICE
+    from .presets import check_device as usable
 
     fix = ("unset TLTEACH_DEVICE or set it to cpu" if source.startswith("TLTEACH_DEVICE") else
            "use --device cpu or leave --device out")
-    if not DEVICE.fullmatch(device):
-        raise ValueError(f"{source}: unknown device {device!r}; choose cpu, cuda, cuda:N or mps")
-    if device.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if int(device.partition(":")[2] or 0) >= count:
-            have = f"{count} CUDA GPU(s)" if count else "no CUDA GPU (torch.cuda.is_available() is False)"
-            raise ValueError(f"{source}: this machine has {have}; {fix}")
-    mps = getattr(torch.backends, "mps", None)
-    if device == "mps" and not (mps is not None and mps.is_available()):
-        raise ValueError(f"{source}: Apple's MPS is not available on this machine; {fix}")
-    return device
+    return usable(device, source, fix)
 
 
 def check_out(out: str, force: bool = False) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import cache
-from .checks import whole
+from .checks import unicode_text, whole
 from .data import fingerprint, load_corpus
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _text(text, what: str = "text") -> str:
     """``text``, checked to be a ``str``."""
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a str, got {type(text).__name__}: {text!r:.80}")
-    return text
+    return unicode_text(text, what)
 
 
 def _texts(texts, what: str = "texts") -> list[str]:
@@ -66,7 +66,7 @@ def _token_ids(ids, vocab_size: int) -> list[int]:
     """``ids`` (a list, a 1-D tensor or array of integers) as a list of ``int``, each in ``[0, vocab_size)``."""
     if hasattr(ids, "tolist") and not isinstance(ids, (str, bytes)):  # a tensor or an array: Python numbers
         ids = ids.tolist()
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+    if isinstance(ids, (str, bytes, set, frozenset, dict)) or not isinstance(ids, Iterable):
         raise TypeError(f"token ids must be a sequence of integers (a list or a 1-D tensor), got "
                         f"{type(ids).__name__}: {ids!r:.80}; wrap one id as [id]")
     ids = list(ids)

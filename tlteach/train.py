@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -63,6 +64,9 @@ class TrainConfig:
             if value is None and name == "min_lr":
                 continue
             real(value, f"TrainConfig.{name}", rule, low, high)
+        if self.min_lr is not None and self.min_lr > self.learning_rate:
+            raise ValueError(f"TrainConfig.min_lr={self.min_lr} is above learning_rate={self.learning_rate}: the "
+                             "schedule decays from learning_rate to min_lr; set min_lr below it (None: a tenth of it)")
         for name in ("compile", "amp", "progress", "log"):
             flag(getattr(self, name), f"TrainConfig.{name}")
 
@@ -241,6 +245,7 @@ def evaluate(model: nn.Module, ids: torch.Tensor, block_size: int, batch_size: i
     block_size = whole(block_size, "block_size", 1)
     batch_size, eval_iters = whole(batch_size, "batch_size", 1), whole(eval_iters, "eval_iters", 1)
     check_ids(ids, vocab_size_of(model), "the evaluation text (ids)", block_size)
+    flag(amp, "amp")
     return _evaluate(model, ids, block_size, batch_size, eval_iters, amp)
 
 
@@ -317,7 +322,7 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
 
     from .stack import Stack
 
-    eval_sets, hooks = _check_arguments(model, batches, cfg, eval_sets, penalty, hooks, on_eval)
+    eval_sets, hooks = _check_arguments(model, batches, cfg, eval_sets, penalty, groups, hooks, on_eval)
     vocab = vocab_size_of(model)
     if isinstance(batches, torch.Tensor):
         check_ids(batches, vocab, "the training text (batches)", cfg.block_size)
@@ -403,7 +408,10 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
         if cfg.log:
             losses = ", ".join(f"{n} loss {row[n]:.4f}" for n in eval_sets)
             print(f"step {step}: {losses}" if losses else f"step {step}: batch loss {row['batch_loss']:.4f}")
-        stopped = bool(on_eval(row)) if on_eval is not None else False
+        said = on_eval(row) if on_eval is not None else None
+        if said is not None and not isinstance(said, (bool, np.bool_)):
+            raise TypeError(f"on_eval(row) must return True (stop training), False or None, got {said!r:.80}")
+        stopped = bool(said)
         return stopped
 
     bar = tqdm(total=cfg.max_iters, disable=not cfg.progress, desc="training", leave=True)
@@ -420,15 +428,26 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
                 own = lr_at(step - 1, g["schedule"]) if "schedule" in g else lr
                 g["lr"] = own * g.get("lr_scale", 1.0)
             t0 = time.perf_counter()
-            x, y = batches(gen)
+            batch = batches(gen)
             if not first_checked:
-                _check_batch(x, y, vocab)
+                if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+                    raise TypeError(f"batches(generator) must return (x, y), two tensors of token ids, got "
+                                    f"{type(batch).__name__}" + (f" of {len(batch)}" if isinstance(batch, (tuple, list))
+                                                                 else ""))
+                _check_batch(*batch, vocab)
                 first_checked = True
+            x, y = batch
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast_for(device, cfg.amp):
                 _, loss = forward(x, y)
             total = loss if loss.dim() == 0 else loss.nansum()  # a stack: every run's loss (NaN: stopped)
-            total = total + penalty(model) if penalty is not None else total
+            if penalty is not None:
+                extra = penalty(model)
+                if step == 1 and not (isinstance(extra, torch.Tensor) and extra.dim() == 0):
+                    got = f"a tensor of shape {tuple(extra.shape)}" if isinstance(extra, torch.Tensor) else repr(extra)
+                    raise TypeError(f"penalty(model) must return one number as a 0-D tensor (added to the loss), "
+                                    f"got {got:.80}")
+                total = total + extra
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip > 0:
@@ -463,7 +482,7 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
 
 
 def _check_arguments(model: object, batches: object, cfg: object, eval_sets: object, penalty: object,
-                     hooks: object, on_eval: object) -> tuple[dict[str, torch.Tensor], tuple]:
+                     groups: object, hooks: object, on_eval: object) -> tuple[dict[str, torch.Tensor], tuple]:
     """A clear ``TypeError``/``ValueError`` for an argument of :func:`train` of the wrong kind; the evaluation
     sets as a dict and the hooks as a tuple."""
     if not isinstance(model, nn.Module):
@@ -472,6 +491,9 @@ def _check_arguments(model: object, batches: object, cfg: object, eval_sets: obj
         raise ValueError("the model has no parameters to train")
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    cfg.__post_init__()  # again: a notebook may have changed a field (cfg.eval_interval = 0) since it was built
+    if groups is not None:
+        _check_groups(model, groups)
     if not (isinstance(batches, torch.Tensor) or callable(batches)):
         raise TypeError(f"batches must be a token stream (a 1-D tensor) or a function of a torch.Generator "
                         f"returning (x, y), got {type(batches).__name__}")
@@ -489,3 +511,22 @@ def _check_arguments(model: object, batches: object, cfg: object, eval_sets: obj
     if callable(hooks) or not isinstance(hooks, (list, tuple)) or not all(callable(h) for h in hooks):
         raise TypeError(f"hooks must be a list of functions hook(step, model), got {hooks!r}")
     return eval_sets, tuple(hooks)
+
+
+def _check_groups(model: nn.Module, groups: object) -> None:
+    """A clear error unless ``groups`` is a non-empty list of optimizer groups (dicts with ``params``), each
+    holding parameters of ``model`` that it trains (another model's parameters would leave this one unchanged)."""
+    if isinstance(groups, (str, dict)) or not isinstance(groups, (list, tuple)) or not groups:
+        raise TypeError(f"groups must be a non-empty list of dicts such as [{{'params': [...], 'lr_scale': 0.5}}] "
+                        f"(train.param_groups builds the default), got {groups!r:.80}")
+    own = {id(p) for p in model.parameters()}
+    for i, g in enumerate(groups):
+        if not isinstance(g, dict) or "params" not in g:
+            raise TypeError(f"groups[{i}] must be a dict with a 'params' list, got {g!r:.80}")
+        params = [g["params"]] if isinstance(g["params"], torch.Tensor) else g["params"]
+        if not isinstance(params, (list, tuple)) or not all(isinstance(p, torch.Tensor) for p in params):
+            raise TypeError(f"groups[{i}]['params'] must be a list of the model's parameters, got "
+                            f"{type(g['params']).__name__}")
+        if any(id(p) not in own for p in params):
+            raise ValueError(f"groups[{i}] holds parameters that are not the model's (another model's, or a copy): "
+                             "training them would leave this model unchanged; build the groups from this model")
