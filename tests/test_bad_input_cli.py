@@ -284,3 +284,173 @@ def test_documented_usage_trains(files, argv):
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert "step 2: train loss" in run.stdout
+
+
+# ------------------------------------------------------------------ third round: empty paths, practice's --out, memory
+def _fails_at_once() -> bool:
+    """Whether an allocation far beyond RAM fails at once here (Linux's default heuristic overcommit, or strict
+    accounting); with ``vm.overcommit_memory=1`` it may succeed and the kernel kill the process later instead."""
+    try:
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() in ("0", "2")
+    except OSError:
+        return False
+
+
+HUGE_ALLOCATION = pytest.mark.skipif(not _fails_at_once(), reason="a huge allocation may not fail at once here")
+NOTEBOOK = "01-loss-from-scratch.ipynb"  # copied from notebooks/ and practice/ into the probes' folders
+
+
+@pytest.fixture
+def notebook_files(files: Path) -> Path:
+    """``files`` and folders of notebooks that ``practice`` must not read as course notebooks or must not replace."""
+    import nbformat
+
+    for folder, name, text in [("no-cells", NOTEBOOK, '{"nbformat": 4, "nbformat_minor": 5, "metadata": {}}'),
+                               ("not-json", NOTEBOOK, "not json"),
+                               ("broken-practice", NOTEBOOK, '{"nbformat": 4, "nbformat_minor": 5, "metadata": {}}')]:
+        (files / folder).mkdir()
+        (files / folder / name).write_text(text)
+    (files / "mine").mkdir()  # a learner's own notebook, named like a course notebook
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("my_result = 42")]),
+                   files / "mine" / "99-my-own-work.ipynb")
+    (files / "lab").mkdir()  # a working copy of the full notebooks (make lab)
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, files / "lab" / NOTEBOOK)
+    practice = nbformat.read(ROOT / "practice" / NOTEBOOK, as_version=4)
+    answered, ran = nbformat.reads(nbformat.writes(practice), 4), nbformat.reads(nbformat.writes(practice), 4)
+    next(c for c in answered.cells if "solution" in c.metadata.get("tags", [])).source = "my answer"
+    next(c for c in ran.cells if c.cell_type == "code").execution_count = 1
+    for folder, nb in [("answered", answered), ("ran", ran)]:
+        (files / folder).mkdir()
+        nbformat.write(nb, files / folder / NOTEBOOK)
+    return files
+
+
+
+
+def _refused(folder: str, name: str = NOTEBOOK) -> str:
+    """The start of practice's refusal to replace ``{tmp}/folder/name``."""
+    return f"--out {{tmp}}/{folder} holds notebooks that are not practice's to replace: {{tmp}}/{folder}/{name} ("
+
+BAD_TOO = [  # _case(id, argv, environment, exit status, phrase of the one error line)
+    # practice replaces or deletes only the notebooks it wrote, unworked, and says which file stops it
+    _case("practice deletes own work", ["practice", "--out", "{tmp}/mine"], {}, 1,
+          _refused("mine", "99-my-own-work.ipynb") + "not practice's"),
+    _case("practice overwrites a full notebook", ["practice", "--out", "{tmp}/lab"], {}, 1,
+          _refused("lab") + "not practice's: it does not open with the practice note"),
+    _case("practice overwrites an answer", ["practice", "--out", "{tmp}/answered"], {}, 1,
+          _refused("answered") + "it holds work: an answer in the solution cell"),
+    _case("practice overwrites a run", ["practice", "--out", "{tmp}/ran"], {}, 1,
+          _refused("ran") + "it was run: cell"),
+    _case("practice out is a file", ["practice", "--out", "{tmp}/a-file"], {}, 1,
+          "--out {tmp}/a-file is a file, not a folder"),
+    _case("practice out under a file", ["practice", "--out", "{tmp}/a-file/practice"], {}, 1,
+          "--out {tmp}/a-file/practice lies under {tmp}/a-file, a file"),
+    _case("practice notebook without cells", ["practice", "--notebooks", "{tmp}/no-cells", "--out", "{tmp}/p"], {}, 1,
+          f"--notebooks {{tmp}}/no-cells/{NOTEBOOK} is not a valid Jupyter notebook (missing an expected key: cells)"),
+    _case("practice notebook not JSON", ["practice", "--notebooks", "{tmp}/not-json", "--out", "{tmp}/p"], {}, 1,
+          f"--notebooks {{tmp}}/not-json/{NOTEBOOK} is not a valid Jupyter notebook"),
+    _case("practice check a broken practice notebook", ["practice", "--out", "{tmp}/broken-practice", "--check"], {},
+          1, f"--out {{tmp}}/broken-practice/{NOTEBOOK} is not a valid Jupyter notebook"),
+    # empty paths: an empty --out saved nothing, an empty --text trained on Shakespeare, practice wrote into .
+    _case("practice out empty", ["practice", "--out", "", "--check"], {}, 2, "argument --out: '' is an empty path"),
+    _case("practice notebooks empty", ["practice", "--notebooks", "", "--check"], {}, 2,
+          "argument --notebooks: '' is an empty path"),
+    _case("out empty", [*TEXT, "--out", ""], {}, 2, "argument --out: '' is an empty path"),
+    _case("out blank", [*TEXT, "--out", "  "], {}, 2, "argument --out: '  ' is an empty path"),
+    _case("text empty", ["pretrain", "--text", "", *TINY], {}, 2, "argument --text: '' is an empty path"),
+    _case("text blank", ["pretrain", "--text", " ", *TINY], {}, 2, "argument --text: ' ' is an empty path"),
+    _case("ddp out empty", ["ddp", "--steps", "2", "--out", ""], {}, 2, "argument --out: '' is an empty path"),
+    # sizes beyond the machine's memory: the allocator's error, as one line
+    _case("batch-size huge", [*TEXT, "--batch-size", "1000000000000"], {}, 1,
+          "pretrain needs more memory than this machine has", HUGE_ALLOCATION),
+    _case("eval-iters huge", [*TEXT, "--eval-iters", "1000000000000"], {}, 1,
+          "pretrain needs more memory than this machine has", HUGE_ALLOCATION),
+    _case("ddp global-batch huge", ["ddp", "--steps", "2", "--global-batch", "1000000000000"], {}, 1,
+          "ddp needs more memory than this machine has", HUGE_ALLOCATION),
+    # ... and a GPT too big to build (GPTConfig's bound on the parameter count, a ValueError)
+    _case("n-embd huge", [*TEXT, "--n-embd", "1000000", "--n-head", "1"], {}, 1, "parameters"),
+    _case("n-layer huge", [*TEXT, "--n-layer", "1000000000"], {}, 1, "parameters"),
+]
+
+
+@pytest.mark.parametrize("argv, env, status, phrase", BAD_TOO)
+def test_more_bad_input_is_one_error_line(notebook_files, argv, env, status, phrase):
+    test_bad_input_is_one_error_line(notebook_files, argv, env, status, phrase)
+
+
+def test_practice_keeps_what_it_did_not_write_and_replaces_what_it_did(notebook_files):
+    kept = {p: p.read_bytes() for p in notebook_files.glob("*/[0-9][0-9]-*.ipynb")}
+    for folder in ("mine", "lab", "answered", "ran"):
+        run = _run(["practice", "--out", str(notebook_files / folder)])
+        assert run.returncode == 1 and "Nothing was written" in _one_error_line(run)
+        assert sorted(p.name for p in (notebook_files / folder).iterdir()) == sorted(
+            p.name for p in kept if p.parent.name == folder)
+    assert {p: p.read_bytes() for p in kept} == kept
+    # its own notebooks, as shipped: regenerated in place (the same bytes), and deleted when their source is gone
+    out = notebook_files / "practice"
+    shutil.copytree(ROOT / "practice", out)
+    shutil.copy(ROOT / "practice" / NOTEBOOK, out / "98-renamed.ipynb")
+    run = _run(["practice", "--out", str(out)])
+    assert run.returncode == 0, run.stderr
+    assert not (out / "98-renamed.ipynb").exists()
+    assert all((out / p.name).read_bytes() == p.read_bytes() for p in (ROOT / "practice").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("error, phrase", [
+    pytest.param(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 8 GiB total)"),
+                 "needs more memory than this machine has (it tried to allocate 20.00 GiB at once)", id="cuda"),
+    pytest.param(RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                              "memory: you tried to allocate 4294967296 bytes. Error code 12"),
+                 "needs more memory than this machine has (it tried to allocate 4.0 GiB at once)", id="cpu"),
+    pytest.param(RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"), "needs more memory", id="mps"),
+    pytest.param(MemoryError(), "needs more memory than this machine has; use smaller sizes: --batch-size",
+                 id="MemoryError"),
+])
+def test_out_of_memory_is_one_error_line(monkeypatch, capsys, error, phrase):
+    from tlteach import pretrain
+
+    def run_out_of_memory(args):
+        raise error
+
+    monkeypatch.setattr(pretrain, "main", run_out_of_memory)
+    assert cli.main(["pretrain"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: python -m tlteach pretrain ") and phrase in err[0], err
+
+
+def test_any_other_runtime_error_keeps_its_traceback(monkeypatch):
+    from tlteach import pretrain
+
+    def bug(args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)")
+
+    monkeypatch.setattr(pretrain, "main", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        cli.main(["pretrain"])
+
+
+def test_warnings_are_one_line_without_tlteach_s_source(monkeypatch, capsys):
+    import warnings
+
+    from tlteach import pretrain
+
+    def warn(args):
+        warnings.warn("the loss became NaN or inf at step 7 (an in-process probe);\n lower the learning rate",
+                      RuntimeWarning, stacklevel=1)
+        return 0
+
+    shown = warnings.showwarning
+    monkeypatch.setattr(pretrain, "main", warn)
+    assert cli.main(["pretrain"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: the loss became NaN or inf at step 7 (an in-process probe); lower the learning rate"]
+    assert warnings.showwarning is shown  # restored: only the command line's warnings are one line
+
+
+def test_a_diverging_run_warns_in_one_line(files):
+    run = _run([*_fill(TEXT, files), "--learning-rate", "1e9", "--max-iters", "20", "--eval-interval", "10"],
+               {"TLTEACH_CACHE": str(files / "cache")})
+    assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stderr.splitlines() if "became NaN or inf" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: the loss became NaN or inf at step"), run.stderr
+    assert ".py:" not in run.stderr and "log_eval" not in run.stderr, run.stderr

@@ -9,7 +9,10 @@
 Every flag is checked as it is parsed (a type function or a list of choices): a bad value stops the command at
 once with one line, ``error: argument --batch-size: ...``, and exit status 2. What only the command can check (a
 file, the device, sizes that go together) raises ``ValueError``, ``TypeError`` or ``OSError``, which :func:`main`
-prints as one ``error: ...`` line with exit status 1; Ctrl-C exits with 130 (``pretrain`` saves first).
+prints as one ``error: ...`` line with exit status 1; so are sizes too big for the machine's memory (an allocator
+error, caught by :func:`main`). Ctrl-C exits with 130 (``pretrain`` saves first). A path flag may not be empty
+(an empty ``--out`` would save nothing, an empty ``--text`` would train on the default corpus). Warnings are
+printed as one line, ``warning: ...``.
 
 The GPT-size flags (``--n-layer --n-head --n-embd --block-size --vocab-size --bias``) are defined once, in
 :func:`add_gpt_flags`, and shared by ``pretrain``, ``ddp`` and ``benchmarks/train_speed.py``. Building the
@@ -28,6 +31,7 @@ import math
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +42,12 @@ CORPUS_NAMES = ("shakespeare", "esco-occupations", "esco-skills", "python-docs")
 PRESET_NAMES = ("quick", "cpu", "gpu")
 DEVICE = re.compile(r"cpu|mps|cuda(:\d+)?")  # the devices the course runs on
 MAX_SEED = 2**64 - 1  # torch.manual_seed's largest
+# what torch's allocators (CPU, CUDA, MPS) and Python say when a size does not fit in memory
+OUT_OF_MEMORY = re.compile(r"out of memory|not enough memory|(can't|cannot|unable to|failed to|tried to) allocate"
+                           r"|invalid buffer size", re.IGNORECASE)
+# the flags that size what a command allocates, named when it runs out of memory
+SIZE_FLAGS = {"pretrain": "--batch-size, --eval-iters, --block-size, --n-embd, --n-layer or --vocab-size",
+              "ddp": "--global-batch, --eval-iters, --tokens, --block-size, --n-embd, --n-layer or --vocab-size"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,6 +71,18 @@ def writable_folder(folder: Path, what: str) -> None:
     except OSError as err:
         raise type(err)(f"{what}: cannot write to {folder} ({err.strerror or err}); choose a folder you can "
                         "write to") from None
+
+
+def nonblank_path(what: str) -> Callable[[str], str]:
+    """A flag's type: a path, kept as given, that is not empty or blank; ``what`` says what to give instead,
+    e.g. ``--out`` is ``nonblank_path("a folder name, or leave --out out to save nothing")``."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{text!r} is an empty path: give {what}")
+        return text
+
+    parse.__name__ = "nonblank_path"
+    return parse
 
 
 def integer(least: int, most: int | None = None) -> Callable[[str], int]:
@@ -152,7 +174,8 @@ def _add_pretrain(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--dataset", type=choice, choices=CORPUS_NAMES, default=None,
                      help=f"a named corpus: {', '.join(CORPUS_NAMES)} (default shakespeare)")
-    src.add_argument("--text", default=None, help="a UTF-8 text file: the first 90%% trains, the last 10%% validates")
+    src.add_argument("--text", type=nonblank_path("a UTF-8 text file, or use --dataset"), default=None,
+                     help="a UTF-8 text file: the first 90%% trains, the last 10%% validates")
     p.add_argument("--preset", type=choice, choices=PRESET_NAMES, default=None,
                    help="quick, cpu or gpu: the defaults of every flag left out")
     p.add_argument("--tokenizer", choices=["char", "bpe"], default="bpe",
@@ -169,7 +192,8 @@ def _add_pretrain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device, default=None,
                    help="cpu, cuda, cuda:1, mps (default: TLTEACH_DEVICE, else the best available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", type=nonblank_path("a folder or a .safetensors file, or leave --out out to save nothing"),
+                   default=None,
                    help="checkpoint folder to write (model.safetensors, config.json, tokenizer.json), or a "
                         ".safetensors file; checked before training, and never overwritten without --force")
     # absent from the namespace unless given, so that the parsed flags stay the ones scripts already know
@@ -194,7 +218,8 @@ def _add_ddp(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=choice, choices=["cpu", "cuda"], default="cpu",
                    help="cpu (gloo, the default) or cuda (nccl, one GPU per process)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (off: float32, exact comparison)")
-    p.add_argument("--out", default=None, help="a .safetensors file for the final weights (written by rank 0)")
+    p.add_argument("--out", type=nonblank_path("a .safetensors file, or leave --out out to save nothing"),
+                   default=None, help="a .safetensors file for the final weights (written by rank 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,8 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     practice = sub.add_parser("practice", help="write practice/ (solutions and implementations emptied), or --check it",
                               description="Write the practice notebooks (solutions and implementations emptied, "
                                           "outputs cleared) from the full ones, or --check that they are in step.")
-    practice.add_argument("--notebooks", default="notebooks", help="folder of the full notebooks (default: notebooks)")
-    practice.add_argument("--out", default="practice", help="folder of the practice notebooks (default: practice)")
+    practice.add_argument("--notebooks", type=nonblank_path("a folder, or leave --notebooks out"),
+                          default="notebooks", help="folder of the full notebooks (default: notebooks)")
+    practice.add_argument("--out", type=nonblank_path("a folder, or leave --out out"), default="practice",
+                          help="folder of the practice notebooks (default: practice); only practice notebooks "
+                               "nobody has worked in are replaced")
     practice.add_argument("--check", action="store_true", help="write nothing; exit 1 if the folder is out of step")
     _add_ddp(sub.add_parser(
         "ddp", help="train a GPT data-parallel (run it under torchrun for several processes)",
@@ -229,12 +257,16 @@ def main(argv: list[str] | None = None) -> int:
 
     Only the chosen command's module is imported, here, so that parsing and ``--help`` stay fast. A bad flag
     exits with status 2; a ``ValueError``, ``TypeError`` or ``OSError`` from the command is printed as one line,
-    ``error: ...``, with status 1, and Ctrl-C returns 130: no traceback for bad input.
+    ``error: ...``, with status 1, and so is running out of memory (``MemoryError``, torch's
+    ``OutOfMemoryError`` or an allocator's ``RuntimeError``; any other ``RuntimeError`` is a bug and keeps its
+    traceback); Ctrl-C returns 130: no traceback for bad input. Warnings are printed as ``warning: ...``.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _run(parser, args)
+        with warnings.catch_warnings():  # restores the previous showwarning on the way out
+            warnings.showwarning = _show_warning
+            return _run(parser, args)
     except KeyboardInterrupt:
         print(f"interrupted: {PROG} {args.command} stopped", file=sys.stderr)
         return 130
@@ -242,6 +274,42 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         return 1
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
+            raise
+        print(f"error: {_memory_message(args.command, err)}", file=sys.stderr)
+        return 1
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says that memory ran out: ``MemoryError``, torch's ``OutOfMemoryError`` (CUDA), or a
+    ``RuntimeError`` from torch's CPU or MPS allocator (``DefaultCPUAllocator: can't allocate memory``)."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(err, RuntimeError) and OUT_OF_MEMORY.search(str(err)) is not None
+
+
+def _memory_message(command: str, err: BaseException) -> str:
+    """The one line for running out of memory: how much was asked for (when the error says) and what to shrink."""
+    text = str(err)
+    asked = ""
+    if found := re.search(r"allocate (\d+) bytes", text):
+        asked = f" (it tried to allocate {int(found.group(1)) / 2**30:,.1f} GiB at once)"
+    elif found := re.search(r"allocate ([\d.]+ ?[KMGTP]i?B)", text, re.IGNORECASE):
+        asked = f" (it tried to allocate {found.group(1)} at once)"
+    flags = SIZE_FLAGS.get(command)
+    fix = f"use smaller sizes: {flags}" if flags else "use smaller inputs"
+    return f"{PROG} {command} needs more memory than this machine has{asked}; {fix}"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: ``warning: message`` on one line, without the file and the
+    source line of where it was raised (which are tlteach's, not the user's)."""
+    text = " ".join(str(message).split()) or category.__name__
+    try:
+        print(f"warning: {text}", file=sys.stderr if file is None else file)
+    except OSError:  # stderr closed: nowhere to say it
+        pass
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -264,7 +332,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if out.resolve() == notebooks.resolve():
             raise ValueError(f"--out {out} is the --notebooks folder: the practice copies would overwrite the full "
                              "notebooks; give another --out (default: practice)")
-        return practice_main(args.notebooks, args.out, check=args.check)
+        blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            where = "is a file" if blocker == out else f"lies under {blocker}, a file"
+            raise NotADirectoryError(f"--out {out} {where}, not a folder: give a folder for the practice notebooks "
+                                     "(default: practice)")
+        return practice_main(str(notebooks), str(out), check=args.check)  # ~ expanded
     if args.command == "ddp":
         from .distributed import main as ddp_main
 

@@ -13,6 +13,12 @@ In the manner of fastbook's ``clean/`` folder, ``practice/NN-*.ipynb`` holds the
 Cells tagged ``exercise`` (the prompts) and untagged cells are copied unchanged. The emptied code must parse,
 not run. Regenerate with ``python -m tlteach practice``; ``python -m tlteach practice --check`` (and
 ``tests/test_practice.py``) fail when ``practice/`` is out of step with ``notebooks/``.
+
+``python -m tlteach practice`` only replaces or deletes notebooks it wrote itself, and only while nobody has
+worked in them (:func:`not_replaceable`): its notebooks open with the practice note (cell id ``practice-note``),
+and keep no outputs, no answers in the solution cells and no code in the implementation cells' bodies. Any
+other ``NN-*.ipynb`` in ``--out`` (a learner's own notebook, a working copy that was run or filled in) stops
+the command before it writes anything, with one line naming the file.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import copy
 import io
 import re
 import tokenize
+from collections.abc import Iterable
 from pathlib import Path
 
 import nbformat
@@ -193,6 +200,28 @@ def empty_cell(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
 # --- whole notebooks ----------------------------------------------------------------------------------------
 
 
+def read_notebook(path: Path | str, what: str = "the notebook") -> nbformat.NotebookNode:
+    """The notebook at ``path`` (as nbformat 4), checked against nbformat's schema; a file that is not one raises
+    a ``ValueError`` (an unreadable one an ``OSError``) of one line that names ``what`` (a flag) and the file."""
+    path = Path(path)
+    invalid: dict = {}  # nbformat.read stores a schema error here instead of logging it
+    try:
+        nb = nbformat.read(path, as_version=4, capture_validation_error=invalid)
+        if not invalid:
+            nbformat.validate(nb)
+    except OSError as err:
+        raise type(err)(f"{what} {path}: cannot read it ({err.strerror or err})") from None
+    except (ValueError, TypeError, KeyError, AttributeError, nbformat.ValidationError) as err:
+        invalid["ValidationError"] = err  # not JSON, not UTF-8, not a notebook's shape, an unknown nbformat
+    if invalid:
+        reason = (str(invalid["ValidationError"]).strip().splitlines() or ["not a notebook"])[0]
+        reason = reason.removeprefix("The notebook is invalid and is ")
+        reason = reason if len(reason) <= 120 else reason[:117] + "..."
+        raise ValueError(f"{what} {path} is not a valid Jupyter notebook ({reason}); fix it, or move it out of "
+                         f"{path.parent}") from None
+    return nb
+
+
 def practice_note(name: str) -> nbformat.NotebookNode:
     """The markdown cell that opens the practice version of the notebook file ``name``."""
     source = (
@@ -220,7 +249,7 @@ def make_practice(src: Path, dst: Path) -> nbformat.NotebookNode:
     The file is only rewritten when its bytes change, and the same input always gives the same bytes.
     """
     src, dst = Path(src), Path(dst)
-    nb = practice_notebook(nbformat.read(src, as_version=4), src.name)
+    nb = practice_notebook(read_notebook(src), src.name)
     text = nbformat.writes(nb) + "\n"
     if not dst.exists() or dst.read_text(encoding="utf-8") != text:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +261,9 @@ def make_practice(src: Path, dst: Path) -> nbformat.NotebookNode:
 def write_practice(notebooks_dir: Path | str = "notebooks", practice_dir: Path | str = "practice") -> list[Path]:
     """Regenerate ``practice_dir`` from every ``NN-*.ipynb`` in ``notebooks_dir`` (for instructors).
 
-    Returns the practice notebooks' paths. A practice notebook whose source is gone is deleted.
+    Returns the practice notebooks' paths. A practice notebook whose source is gone is deleted. This replaces
+    and deletes without asking; ``python -m tlteach practice`` first refuses (:func:`check_replaceable`) when
+    one of those files is not a practice notebook that nobody has worked in.
     """
     notebooks_dir, practice_dir = Path(notebooks_dir), Path(practice_dir)
     sources = sorted(notebooks_dir.glob(NOTEBOOK_GLOB))
@@ -242,6 +273,90 @@ def write_practice(notebooks_dir: Path | str = "notebooks", practice_dir: Path |
     for stale in sorted(set(practice_dir.glob(NOTEBOOK_GLOB)) - set(written)):
         stale.unlink()
     return written
+
+
+# --- never replacing someone's work --------------------------------------------------------------------------
+
+
+def _still_skeleton(body: Iterable[ast.stmt], top_level: bool = True) -> bool:
+    """Whether statements hold no more than :func:`implementation_skeleton` keeps (every function body only a
+    docstring and ``...``): a body a learner filled in is not a skeleton."""
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            rest = node.body[1:] if _is_docstring(node.body[0]) else node.body
+            if not (len(rest) == 1 and _is_ellipsis(rest[0])):
+                return False
+        elif isinstance(node, ast.ClassDef):
+            if not _still_skeleton(node.body, top_level=False):
+                return False
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if not top_level:
+                return False
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            if not _is_constant(node):
+                return False
+        elif not (_is_docstring(node) or _is_ellipsis(node)):  # ``...``: a class whose members were all dropped
+            return False
+    return True
+
+
+def _is_ellipsis(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and node.value.value is Ellipsis
+
+
+def not_replaceable(path: Path) -> str | None:
+    """Why ``python -m tlteach practice`` must not replace or delete the file ``path``, or ``None`` if it may.
+
+    It may only when ``path`` is a practice notebook as this module writes it (a plain file that opens with the
+    practice note, id ``practice-note``) in which nobody has worked since: no outputs or execution counts, every
+    solution cell still its placeholder, every implementation cell still a skeleton (bodies ``...``).
+    """
+    if path.is_symlink():
+        return "not practice's: a link"
+    if not path.is_file():
+        return "not practice's: not a file"
+    try:
+        nb = read_notebook(path)
+    except (ValueError, OSError):
+        return "not practice's: not a notebook it can read"
+    cells = list(nb.cells)
+    if not cells or cells[0].get("id") != NOTE_ID or cells[0].cell_type != "markdown":
+        return f"not practice's: it does not open with the practice note, cell id {NOTE_ID!r}"
+    for number, cell in enumerate(cells[1:], start=2):  # counted in the file, the note being cell 1
+        where = f"cell {number}"
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+            return f"it was run: {where} has {'outputs' if cell.get('outputs') else 'an execution count'}"
+        tags = cell.get("metadata", {}).get("tags", [])
+        if SOLUTION in tags:
+            placeholder = CODE_SOLUTION_PLACEHOLDER if cell.cell_type == "code" else MARKDOWN_SOLUTION_PLACEHOLDER
+            if cell.source.strip() != placeholder:
+                return f"it holds work: an answer in the solution {where}"
+        elif IMPLEMENTATION in tags and cell.cell_type == "code" and cell.source.strip() != TODO_FALLBACK:
+            try:
+                kept = _still_skeleton(ast.parse(cell.source).body)
+            except (SyntaxError, ValueError):
+                kept = False
+            if not kept:
+                return f"it holds work: code in the implementation {where}"
+    return None
+
+
+def check_replaceable(notebooks_dir: Path | str, practice_dir: Path | str, flag: str = "--out") -> None:
+    """Raise ``FileExistsError`` (one line, naming the files) unless every ``NN-*.ipynb`` that regenerating
+    ``practice_dir`` would replace or delete is a practice notebook nobody has worked in (:func:`not_replaceable`).
+    """
+    notebooks_dir, practice_dir = Path(notebooks_dir), Path(practice_dir)
+    sources = {p.name for p in notebooks_dir.glob(NOTEBOOK_GLOB)}
+    refused = []
+    for path in sorted(practice_dir.glob(NOTEBOOK_GLOB)):
+        why = not_replaceable(path)
+        if why is not None:
+            refused.append(f"{path} ({why}; it would be {'overwritten' if path.name in sources else 'deleted'})")
+    if refused:
+        listed = "; ".join(refused[:3]) + (f"; and {len(refused) - 3} more" if len(refused) > 3 else "")
+        them = "it" if len(refused) == 1 else "them"
+        raise FileExistsError(f"{flag} {practice_dir} holds notebooks that are not practice's to replace: {listed}. "
+                              f"Nothing was written: move {them} out of {practice_dir}, or choose another {flag}")
 
 
 # --- checking that practice/ is in step ---------------------------------------------------------------------
@@ -348,14 +463,19 @@ def check_folder(notebooks_dir: Path | str = "notebooks", practice_dir: Path | s
         f"{practice_dir / n}: has no notebook {notebooks_dir / n}" for n in sorted(practices.keys() - sources.keys())
     ]
     for n in sorted(sources.keys() & practices.keys()):
-        src_nb = nbformat.read(sources[n], as_version=4)
-        practice_nb = nbformat.read(practices[n], as_version=4)
+        src_nb = read_notebook(sources[n], "--notebooks")
+        practice_nb = read_notebook(practices[n], "--out")
         problems += [f"{practice_dir / n}: {p}" for p in check_in_step(src_nb, practice_nb, name=n)]
     return problems
 
 
 def main(notebooks_dir: Path | str = "notebooks", practice_dir: Path | str = "practice", check: bool = False) -> int:
-    """``python -m tlteach practice [--check]``: regenerate ``practice/``, or only report how it is out of step."""
+    """``python -m tlteach practice [--check]``: regenerate ``practice/``, or only report how it is out of step.
+
+    Before writing anything, every notebook is read (a broken one raises a ``ValueError`` naming it) and every
+    file that would be replaced or deleted is checked to be a practice notebook nobody has worked in (else a
+    ``FileExistsError`` naming it): nothing is written unless all of it can be.
+    """
     if check:
         problems = check_folder(notebooks_dir, practice_dir)
         for problem in problems:
@@ -365,6 +485,15 @@ def main(notebooks_dir: Path | str = "notebooks", practice_dir: Path | str = "pr
             return 1
         print(f"{practice_dir}/ is in step with {notebooks_dir}/")
         return 0
-    for path in write_practice(notebooks_dir, practice_dir):
+    for src in sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB)):
+        read_notebook(src, "--notebooks")
+    check_replaceable(notebooks_dir, practice_dir)
+    try:
+        written = write_practice(notebooks_dir, practice_dir)
+    except OSError as err:
+        where = err.filename or practice_dir
+        raise type(err)(f"--out {practice_dir}: cannot write {where} ({err.strerror or err}); choose a folder you "
+                        "can write to") from None
+    for path in written:
         print(f"wrote {path}")
     return 0
