@@ -40,7 +40,7 @@ ALLOWED: dict[str, list[tuple[str, str]]] = {
         ("the simplest cure of all is to fine-tune less", "what the dashed line is"),
         ("the more EWC behaves like L2 and the smaller its margin", "why: follows from the penalty's formula"),
         ("**The article's claim 6, tested for EWC.**", SUMMARY + " (section 4, claims 1 and 2)"),
-        ("It was no worse than a plain L2 pull", SUMMARY + " (section 4, claim 3)"),
+        ("Against a plain L2 pull to the old weights at the same target loss", SUMMARY + " (section 4, claim 3)"),
         ("A method that forgets less by learning less is no cure", "the principle the plot is read by"),
     ],
     "08": [
