@@ -38,7 +38,6 @@ ALLOWED: dict[str, list[tuple[str, str]]] = {
         ("the baseline EWC must beat", DEFINITION),
         ("(left is better) and the source loss it kept (down is better)", "how to read the plot"),
         ("the simplest cure of all is to fine-tune less", "what the dashed line is"),
-        ("the more EWC behaves like L2 and the smaller its margin", "why: follows from the penalty's formula"),
         ("**The article's claim 6, tested for EWC.**", SUMMARY + " (section 4, claims 1 and 2)"),
         ("Against a plain L2 pull to the old weights at the same target loss", SUMMARY + " (section 4, claim 3)"),
         ("A method that forgets less by learning less is no cure", "the principle the plot is read by"),
