@@ -46,11 +46,5 @@ ALLOWED: dict[str, list[tuple[str, str]]] = {
         ("A practitioner adapting a model has more options than those", "introduces the methods"),
         ("LoRA Learns Less and Forgets Less", "a paper's title"),
         ("lower layers learn more slowly", DEFINITION),
-        ("one more layer every k steps", DEFINITION + " (the table of methods)"),
-        ("its ladder has more rungs than `quick`'s two", "counts the presets' blocks, printed above"),
-        ("Replay, which keeps showing the model its old data", SUMMARY + " (section 3)"),
-        ("kept less of the source than EWC at the same target loss", SUMMARY + " (section 3's table)"),
-        ("it will protect less", "a caveat about what the experiment cannot show"),
-        ("The choice, then", "advice drawn from sections 2 to 4"),
     ],
 }
