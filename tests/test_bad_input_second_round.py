@@ -111,7 +111,7 @@ def test_a_tiny_temperature_is_greedy_and_nan_weights_are_named():
 def test_a_long_prompt_is_checked_before_it_is_cropped():
     m = _model()
     prompt = torch.tensor([[99] + [1] * 20])  # longer than block_size=16; the bad id would be cropped away
-    with pytest.raises(ValueError, match=r"the prompt holds token ids outside \[0, vocab_size=50\): \[99\]"):
+    with pytest.raises(ValueError, match=r"idx holds token ids outside \[0, vocab_size=50\): \[99\]"):
         m.generate(prompt, 1)
 
 

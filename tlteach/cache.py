@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from .checks import expand_home
+
 T = TypeVar("T")
 STALE_SECONDS = 3600  # where locks cannot be probed (Windows), a temporary file this old is a killed build's
 _KIND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -48,11 +50,7 @@ def cache_dir() -> Path:
     env = os.environ.get("TLTEACH_CACHE", "").strip()
     if env:
         name = f"TLTEACH_CACHE={env}"
-        try:
-            root = Path(env).expanduser()
-        except RuntimeError:  # ~someone who is not a user here
-            raise OSError(f"{name}: cannot expand {env.split('/')[0]!r}, no such user's home folder here; set "
-                          "TLTEACH_CACHE to a folder you can write to, e.g. an absolute path, or unset it") from None
+        root = expand_home(env, name)
     else:
         from platformdirs import user_cache_dir
 

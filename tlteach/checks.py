@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from pathlib import Path
 
 
 def whole(value: object, name: str, least: int = 0, hint: str = "") -> int:
@@ -73,3 +74,13 @@ def unicode_text(text: str, what: str) -> str:
                          "valid Unicode text (a file read with errors='surrogateescape'?); read the file as UTF-8 or "
                          "remove such characters") from None
     return text
+
+
+def expand_home(path: str, what: str) -> Path:
+    """``path`` as a ``Path`` with a leading ``~`` expanded, or a ``FileNotFoundError`` naming ``what`` when
+    ``~someone`` is no user here (``pathlib`` would raise a bare ``RuntimeError``)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise FileNotFoundError(f"{what}: cannot expand {str(path).split('/')[0]!r}, no such user's home folder "
+                                "here; give the full path") from None

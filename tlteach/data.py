@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .checks import unicode_text, whole
+from .checks import expand_home, unicode_text, whole
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
@@ -262,15 +262,6 @@ def _read_text_file(path: Path, hint: str = "") -> str:
                          "convert it to UTF-8 first, e.g. `iconv -f latin1 -t utf-8`") from None
 
 
-def _expand(path: Path) -> Path:
-    """``path`` with a leading ``~`` expanded, or a clear error when it names no user here."""
-    try:
-        return path.expanduser()
-    except RuntimeError:
-        raise FileNotFoundError(f"cannot expand {str(path).split('/')[0]!r} in {str(path)!r}: no such user's home "
-                                "folder here; give the full path") from None
-
-
 def load_text(source: str | Path | Dataset | None = None, min_chars: int = 65, name: str = "text", *,
               text: str | None = None) -> DatasetDict:
     """Your own corpus, with the same splits as the built-in ones (notebook 01 exercises, notebook 04).
@@ -314,10 +305,10 @@ def load_text(source: str | Path | Dataset | None = None, min_chars: int = 65, n
                            else ""))
     else:
         if isinstance(source, os.PathLike):
-            text = _read_text_file(_expand(Path(source)))
+            text = _read_text_file(expand_home(source, "load_text"))
         elif source is not None:
             one_line = "\n" not in source and 0 < len(source) < 4096
-            path = _expand(Path(source))
+            path = expand_home(source, "load_text")
             if one_line and (_exists(path) or (len(source) < 256 and _PATH_LIKE.search(source.strip()))):
                 text = _read_text_file(path, " (to give a short one-line string as the text itself, pass "
                                              "load_text(text=...))")

@@ -65,7 +65,10 @@ def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
 
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout) inside the block; the model's own mode restored after."""
+    """Eval mode (no dropout) inside the block; the model's own mode restored after. Every Fisher starts here,
+    so this is where a model that is not one gets its clear error."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the Fisher needs the torch model (nn.Module) it is measured on, got {type(model).__name__}")
     was_training = model.training
     model.eval()
     try:
@@ -89,11 +92,8 @@ def _sample_targets(model: nn.Module, x: torch.Tensor, seed: int) -> torch.Tenso
 def _examples(model: nn.Module, ids: torch.Tensor, n_examples: int, block_size: int | None, kind: str,
               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The windows and targets every Fisher of this module uses, on the model's device."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"the Fisher needs the torch model (nn.Module) it is measured on, got {type(model).__name__}")
     if kind not in KINDS:
         raise ValueError(f"unknown Fisher kind {kind!r}; the kinds are: {', '.join(KINDS)}")
-    whole(n_examples, "n_examples", 1)
     block_size = model.config.block_size if block_size is None else block_size
     # the ids' values are checked here: under vmap the model cannot look at them
     check_ids(ids, vocab_size_of(model), "the text for the Fisher (ids)", whole(block_size, "block_size", 1))
@@ -111,8 +111,6 @@ def fisher_diagonal(model: nn.Module, ids: torch.Tensor, n_examples: int = 256, 
     ``kind="empirical"`` scores the observed next tokens, ``kind="true"`` tokens sampled from the model (one per
     position, seeded). Per-example gradients come ``batch_size`` at a time from ``vmap(grad(...))``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"the Fisher needs the torch model (nn.Module) it is measured on, got {type(model).__name__}")
     whole(batch_size, "batch_size", 1)
     from tqdm.auto import tqdm
 

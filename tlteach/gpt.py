@@ -172,7 +172,7 @@ class GPT(nn.Module):
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1).long())
         return logits, loss
 
-    def _check_ids(self, idx: torch.Tensor, targets: torch.Tensor | None) -> tuple[int, int]:
+    def _check_ids(self, idx: torch.Tensor, targets: torch.Tensor | None, any_length: bool = False) -> tuple[int, int]:
         """``(B, T)`` of a batch of token ids, or a clear error: a tensor of whole numbers, 2-D, not longer
         than ``block_size``, every id in ``[0, vocab_size)`` (targets may also be -100, cross-entropy's
         "ignore"). The value check is one comparison and one host sync; it is skipped for ids batched by ``vmap``."""
@@ -187,7 +187,7 @@ class GPT(nn.Module):
         B, T = idx.shape
         if B == 0 or T == 0:
             raise ValueError(f"idx is empty, shape {(B, T)}: give at least one sequence of at least one token")
-        if T > self.config.block_size:
+        if T > self.config.block_size and not any_length:
             raise ValueError(f"sequence of length {T} is longer than the context, block_size={self.config.block_size}; "
                              f"keep the last block_size tokens (idx[:, -{self.config.block_size}:])")
         if targets is not None and targets.shape != idx.shape:
@@ -242,12 +242,7 @@ class GPT(nn.Module):
             if idx.numel() == 0:
                 raise ValueError(f"the prompt is empty, shape {tuple(idx.shape)}: give at least one token per row "
                                  "(for example the tokenizer's end-of-text id)")
-            V = self.config.vocab_size
-            if idx.dtype in (torch.long, torch.int) and bool(((idx < 0) | (idx >= V)).any()):
-                bad = idx[(idx < 0) | (idx >= V)]
-                raise outside_vocab("the prompt", V, idx.min().item(), idx.max().item(), bad.unique()[:5].tolist())
-            idx = idx[:, -self.config.block_size:]  # generate crops a long prompt to the context
-        self._check_ids(idx, None)
+        self._check_ids(idx, None, any_length=True)  # every id of the prompt: generate crops a long one itself
         whole(max_new_tokens, "max_new_tokens", 0)
         real(temperature, "temperature", "a finite number >= 0 (0 = greedy, 1 = the model's own distribution)",
              hint="; a negative one would favour the least likely tokens" if isinstance(temperature, numbers.Real)

@@ -215,8 +215,20 @@ def check_ids(ids: object, vocab_size: int | None, what: str, block_size: int | 
             raise outside_vocab(what, vocab_size, low, high)
 
 
-def _check_batch(x: object, y: object, vocab_size: int | None) -> None:
-    """A clear error for a first batch ``(x, y)`` from a batch function that the model cannot take."""
+def _check_penalty(extra: object) -> None:
+    """A clear error for a first ``penalty(model)`` that is not one number to add to the loss."""
+    if not (isinstance(extra, torch.Tensor) and extra.dim() == 0):
+        got = f"a tensor of shape {tuple(extra.shape)}" if isinstance(extra, torch.Tensor) else repr(extra)
+        raise TypeError(f"penalty(model) must return one number as a 0-D tensor (added to the loss), got {got:.80}")
+
+
+def _check_batch(batch: object, vocab_size: int | None) -> None:
+    """A clear error for a first batch from a batch function that the model cannot take: not ``(x, y)``, not
+    integer ids, mismatched shapes, ids outside the vocabulary."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise TypeError(f"batches(generator) must return (x, y), two tensors of token ids, got {type(batch).__name__}"
+                        + (f" of {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+    x, y = batch
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor) or t.dtype not in (torch.long, torch.int):
             got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
@@ -430,11 +442,7 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
             t0 = time.perf_counter()
             batch = batches(gen)
             if not first_checked:
-                if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                    raise TypeError(f"batches(generator) must return (x, y), two tensors of token ids, got "
-                                    f"{type(batch).__name__}" + (f" of {len(batch)}" if isinstance(batch, (tuple, list))
-                                                                 else ""))
-                _check_batch(*batch, vocab)
+                _check_batch(batch, vocab)
                 first_checked = True
             x, y = batch
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -443,10 +451,8 @@ def train(model: nn.Module, batches: Batches | torch.Tensor, cfg: TrainConfig,
             total = loss if loss.dim() == 0 else loss.nansum()  # a stack: every run's loss (NaN: stopped)
             if penalty is not None:
                 extra = penalty(model)
-                if step == 1 and not (isinstance(extra, torch.Tensor) and extra.dim() == 0):
-                    got = f"a tensor of shape {tuple(extra.shape)}" if isinstance(extra, torch.Tensor) else repr(extra)
-                    raise TypeError(f"penalty(model) must return one number as a 0-D tensor (added to the loss), "
-                                    f"got {got:.80}")
+                if step == 1:
+                    _check_penalty(extra)
                 total = total + extra
             optimizer.zero_grad(set_to_none=True)
             total.backward()
