@@ -6,7 +6,8 @@ device, seed), ``cache``, ``gpt`` (the model and its GPT-2 twin), ``checkpoint``
 (the one training loop). What plugs into the loop: ``ewc``, ``lora``, ``replay``, ``ulmfit``; ``stack`` (many runs trained as one). The studies:
 ``study`` (the model zoo, one cached run, each study's settings), and its peers ``pretrain``, ``transfer``
 (with ``similarity``), ``forgetting`` (with ``methods``), ``costs`` and ``distributed``; ``embeddings`` reads
-what a model learned. The views import the core, never the reverse: ``plots``, ``live`` (a loss curve drawn
+what a model learned. Transfer to a task (notebook 10): ``tasks`` (the labelled tasks), ``bow`` (the baselines),
+``classifier`` (a head on the model, and its ``transformers`` twin), ``encoder`` (BERT-style, masked-LM). The views import the core, never the reverse: ``plots``, ``live`` (a loss curve drawn
 while training), ``widgets``. And ``cli`` (``python -m tlteach``), ``environment`` and ``practice``.
 """
 

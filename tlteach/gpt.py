@@ -83,13 +83,17 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.causal = True  # a BERT-style encoder (tlteach.encoder, notebook 10) turns the mask off
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """``keys`` (B, T), True where a token may be attended to, masks padding out of a non-causal layer's
+        attention (a causal layer's right padding comes after every real token, so it never needs one)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, n_head, T, head_size)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+        mask = None if self.causal or keys is None else keys[:, None, None, :]  # (B, 1, 1, T): every query
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=self.causal,
                                            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
@@ -119,8 +123,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), keys)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -160,17 +164,24 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits ``(B, T, vocab)``, and the mean cross-entropy against ``targets`` when given."""
-        B, T = self._check_ids(idx, targets)
-        pos = torch.arange(T, device=idx.device)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
-        for block in self.transformer.h:
-            x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))
+        self._check_ids(idx, targets)
+        logits = self.lm_head(self.hidden(idx, checked=True))
         if targets is None:
             return logits, None
         # int32 ids embed as they are; the loss needs int64 targets
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1).long())
         return logits, loss
+
+    def hidden(self, idx: torch.Tensor, keys: torch.Tensor | None = None, checked: bool = False) -> torch.Tensor:
+        """The last block's output after ``ln_f``, ``(B, T, n_embd)``: what the output layer reads, and what a
+        classifier head pools (notebook 10). ``keys``: see :class:`CausalSelfAttention`."""
+        if not checked:
+            self._check_ids(idx, None)
+        pos = torch.arange(idx.size(1), device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x, keys)
+        return self.transformer.ln_f(x)
 
     def _check_ids(self, idx: torch.Tensor, targets: torch.Tensor | None, any_length: bool = False) -> tuple[int, int]:
         """``(B, T)`` of a batch of token ids, or a clear error: a tensor of whole numbers, 2-D, not longer

@@ -136,6 +136,53 @@ class EarlyStopping:
         return model
 
 
+class Measure:
+    """An ``on_eval`` that adds measurements to each evaluation row, then asks ``then`` (an
+    :class:`EarlyStopping` on one of them, say) whether to stop (notebook 10: a classifier's validation loss and
+    accuracy, an encoder's masked-LM loss, none of which is a next-token loss on a token stream).
+
+    Each measure is ``fn(model)`` returning a number, or a dict of named numbers; it runs in eval mode, without
+    gradients. The row, with the measurements, is the loop's history row.
+
+    >>> stop = EarlyStopping("val", patience=3)                                     # doctest: +SKIP
+    >>> train(clf, batches, cfg, on_eval=Measure({"val": val_loss}, then=stop))     # doctest: +SKIP
+    """
+
+    def __init__(self, measures: dict[str, Callable[[nn.Module], object]], then: Callable[[dict], object] | None = None
+                 ) -> None:
+        if not isinstance(measures, dict) or not all(isinstance(k, str) and callable(f) for k, f in measures.items()):
+            raise TypeError("measures must be a dict of name -> fn(model) returning a number (or a dict of them)")
+        if then is not None and not callable(then):
+            raise TypeError(f"then must be an on_eval callable (EarlyStopping, say), got {type(then).__name__}")
+        self.measures, self.then = measures, then
+        self._model: nn.Module | None = None
+
+    @property
+    def model(self) -> nn.Module | None:
+        return self._model
+
+    @model.setter
+    def model(self, model: nn.Module) -> None:  # the loop sets it; EarlyStopping needs it to keep the best weights
+        self._model = model
+        if hasattr(self.then, "model"):
+            self.then.model = model
+
+    def __call__(self, row: dict) -> object:
+        if self._model is None:
+            raise RuntimeError("Measure needs the model: pass it to train(on_eval=...), which hands the model over")
+        was = self._model.training
+        self._model.eval()
+        try:
+            with torch.no_grad():
+                for name, fn in self.measures.items():
+                    value = fn(self._model)
+                    for key, v in (value.items() if isinstance(value, dict) else [(name, value)]):
+                        row[key] = float(v)
+        finally:
+            self._model.train(was)
+        return self.then(row) if self.then is not None else None
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Linear warmup to ``learning_rate``, then cosine decay to ``min_lr`` at ``lr_decay_iters`` (nanoGPT's schedule)."""
     min_lr = cfg.learning_rate / 10 if cfg.min_lr is None else cfg.min_lr
@@ -234,9 +281,12 @@ def _check_batch(batch: object, vocab_size: int | None) -> None:
             got = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise TypeError(f"batches(generator) must return (x, y), two tensors of integer token ids, but {name} "
                             f"is {got}")
-    if x.shape != y.shape or x.dim() not in (2, 3):
-        raise ValueError(f"batches(generator) must return x and y of one shape (batch, time), got {tuple(x.shape)} "
-                         f"and {tuple(y.shape)}")
+    labels = x.dim() in (2, 3) and y.shape == x.shape[:-1]  # one label per sequence: a classifier (notebook 10)
+    if not labels and (x.shape != y.shape or x.dim() not in (2, 3)):
+        raise ValueError(f"batches(generator) must return x and y of one shape (batch, time), or y of shape (batch,) "
+                         f"for one label per sequence, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if labels:  # the classifier checks its labels against its classes; here only the token ids
+        y = torch.zeros_like(x)
     bad = (x < 0) | ((y < 0) & (y != -100))  # targets may be -100, cross-entropy's "ignore"
     if vocab_size is not None:
         bad = bad | (x >= vocab_size) | (y >= vocab_size)

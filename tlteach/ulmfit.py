@@ -21,7 +21,10 @@ from .train import decay_groups
 
 def layers(model: GPT) -> list[list[nn.Parameter]]:
     """The model's parameters in layers, top first: the final LayerNorm, each block from the last down, then the
-    embeddings (the output layer is tied to the token embedding, so it sits at the bottom with it)."""
+    embeddings (the output layer is tied to the token embedding, so it sits at the bottom with it). For a
+    :class:`~tlteach.classifier.Classifier` (notebook 10), its head comes first, then its body's layers."""
+    if hasattr(model, "score") and isinstance(getattr(model, "body", None), GPT):
+        return [list(model.score.parameters()), *layers(model.body)]
     t = model.transformer
     return [list(t.ln_f.parameters()), *[list(b.parameters()) for b in reversed(t.h)],
             [t.wte.weight, t.wpe.weight]]
