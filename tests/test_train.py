@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -116,3 +117,21 @@ def test_data_mix_as_a_function():
     torch.manual_seed(0)
     train(GPT(CFG), batches, _cfg(max_iters=7))
     assert len(calls) == 7
+
+
+def test_linear_decay_is_ulmfits_slanted_triangle():
+    """decay="linear": up for the warmup, then down in a straight line to min_lr (notebook 10); the default
+    stays nanoGPT's cosine, and a run's cache key does not change for it."""
+    from tlteach.study import train_key
+
+    cfg = TrainConfig(max_iters=100, learning_rate=1.0, min_lr=1 / 32, warmup_iters=10, decay="linear")
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert max(lrs) == lrs[10] == 1.0
+    assert lrs[55] == pytest.approx(1.0 - 0.5 * (1 - 1 / 32))  # halfway down, a straight line
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))
+    cosine = lr_at(55, TrainConfig(max_iters=100, learning_rate=1.0, min_lr=1 / 32, warmup_iters=10))
+    assert cosine == pytest.approx(1 / 32 + 0.5 * (1 - 1 / 32))  # cos(pi/2) = 0: the same midpoint here
+    assert lr_at(30, cfg) < lr_at(30, replace(cfg, decay="cosine"))  # a straight line falls faster at first
+    assert "decay" not in train_key(TrainConfig()) and train_key(cfg)["decay"] == "linear"
+    with pytest.raises(ValueError, match="decay"):
+        TrainConfig(decay="step")

@@ -37,6 +37,7 @@ from .train import TrainConfig, TrainResult, train
 FORMAT_VERSION = 3  # 3: one key convention for every cached run (study.cached_run)
 SCRATCH = "scratch"
 NOT_IN_KEY = ("progress", "log")  # how a run is shown, never what it computes
+ADDED_SINCE_FORMAT = {"decay": "cosine"}  # TrainConfig fields added after format 3, and their defaults
 
 # The many-run studies train dozens of models, so they use a small model in every preset (fields not named
 # here come from the preset), and each study has its settings per preset:
@@ -136,8 +137,10 @@ class Run:
 
 
 def train_key(cfg: TrainConfig) -> dict:
-    """A training config as it enters a cache key: every field but how the run is shown (``NOT_IN_KEY``)."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in NOT_IN_KEY}
+    """A training config as it enters a cache key: every field but how the run is shown (``NOT_IN_KEY``); a
+    field added since ``FORMAT_VERSION`` 3 enters only when it is not at its default, so older runs keep their keys."""
+    return {k: v for k, v in cfg.to_dict().items()
+            if k not in NOT_IN_KEY and not (k in ADDED_SINCE_FORMAT and v == ADDED_SINCE_FORMAT[k])}
 
 
 def run_key(kind: str, spec: dict, preset: Preset, cfg: TrainConfig) -> dict:

@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True  # a tqdm progress bar
     log: bool = False  # print "step N: train loss X, val loss Y" at each evaluation
+    decay: str = "cosine"  # after warmup: "cosine" (nanoGPT) or "linear" (with a short warmup, ULMFiT's slanted triangle)
 
     def __post_init__(self) -> None:
         """A clear error for a setting the loop cannot honour, naming the field (``replace`` checks again)."""
@@ -69,11 +70,14 @@ class TrainConfig:
                              "schedule decays from learning_rate to min_lr; set min_lr below it (None: a tenth of it)")
         for name in ("compile", "amp", "progress", "log"):
             flag(getattr(self, name), f"TrainConfig.{name}")
+        if self.decay not in DECAYS:
+            raise ValueError(f"TrainConfig.decay must be one of {', '.join(map(repr, DECAYS))}, got {self.decay!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+DECAYS = ("cosine", "linear")
 _WHOLE = {"max_iters": 0, "batch_size": 1, "block_size": 1, "warmup_iters": 0, "lr_decay_iters": 0,
           "eval_interval": 1, "eval_iters": 1, "seed": 0}  # TrainConfig's whole-number fields and their least values
 _REAL = {"learning_rate": (0.0, math.inf, "a finite number >= 0"), "min_lr": (0.0, math.inf, "a finite number >= 0"),
@@ -184,7 +188,9 @@ class Measure:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to ``learning_rate``, then cosine decay to ``min_lr`` at ``lr_decay_iters`` (nanoGPT's schedule)."""
+    """Linear warmup to ``learning_rate``, then cosine decay to ``min_lr`` at ``lr_decay_iters`` (nanoGPT's schedule),
+    or linear decay with ``decay="linear"`` (a short warmup and a linear decay make ULMFiT's slanted triangular
+    rates, notebook 10)."""
     min_lr = cfg.learning_rate / 10 if cfg.min_lr is None else cfg.min_lr
     decay = cfg.max_iters if cfg.lr_decay_iters is None else cfg.lr_decay_iters
     if step < cfg.warmup_iters:
@@ -192,6 +198,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     if step >= decay:
         return min_lr
     ratio = (step - cfg.warmup_iters) / max(1, decay - cfg.warmup_iters)
+    if cfg.decay == "linear":
+        return cfg.learning_rate - ratio * (cfg.learning_rate - min_lr)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.learning_rate - min_lr)
 
 

@@ -1,0 +1,83 @@
+"""Notebook 10's study: bodies, one classifier run (cached), the fair learning rate, the bag of words, the label
+multiple. On a tiny preset, so that every body trains in seconds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tlteach import few_labels, presets
+from tlteach.encoder import Encoder
+from tlteach.few_labels import Arm
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    quick = presets.get_preset("quick", device="cpu")
+    p = presets.with_changes(quick, n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, pretrain_iters=8,
+                             eval_interval=4, eval_iters=1, seed=0)
+    small = dict(few_labels.SETTINGS["quick"], max_iters=12, eval_interval=4, patience=2, lrs=(1e-3, 3e-3),
+                 unfreeze_every=4, probe_lrs=(1e-2,))
+    monkeypatch.setitem(few_labels.SETTINGS, "quick", small)
+    return p
+
+
+def test_bodies(tiny):
+    enc = few_labels.body_model("encoder", tiny)
+    assert isinstance(enc, Encoder) and not enc.transformer.h[0].attn.causal
+    stage2 = few_labels.body_model("shakespeare+task-lm", tiny)
+    first = few_labels.body_model("shakespeare", tiny)
+    assert type(stage2) is type(first) and stage2.transformer.h[0].attn.causal
+    assert any((a != b).any() for a, b in zip(stage2.parameters(), first.parameters()))  # stage 2 trained it
+    with pytest.raises(ValueError, match="unknown body"):
+        few_labels.body_model("bert", tiny)
+
+
+def test_a_run_is_cached_and_reports_test_scores(tiny):
+    arm = Arm("scratch", pooling="mean")
+    first = few_labels.classifier_run(arm, "isco", 20, 0, 1e-3, tiny)
+    assert first["n"] == 20 and 0 <= first["test_acc"] <= 1 and 0 <= first["test_f1"] <= 1
+    assert first["val"] == min(first["history"]["val"])
+    again = few_labels.classifier_run(arm, "isco", 20, 0, 1e-3, tiny)
+    assert again["seconds"] == first["seconds"]  # from the cache, not trained again
+    other_seed = few_labels.classifier_run(arm, "isco", 20, 1, 1e-3, tiny)
+    assert other_seed["seconds"] != first["seconds"]
+
+
+def test_best_run_picks_the_lowest_validation_loss(tiny):
+    arm = Arm("shakespeare", ulmfit=True)
+    runs = [few_labels.classifier_run(arm, "isco", 20, 0, lr, tiny) for lr in (1e-3, 3e-3)]
+    best = few_labels.best_run(arm, "isco", 20, 0, tiny)
+    assert best["val"] == min(r["val"] for r in runs)
+
+
+def test_bow_run_beats_the_majority_with_all_labels():
+    r = few_labels.bow_run("isco", None, 0)
+    task = few_labels.load_task("isco")
+    labels = task["test"]["label"]
+    majority = max(labels.count(c) for c in set(labels)) / len(labels)
+    assert r["n"] == len(task["train"])
+    assert r["test_acc"] > majority + 0.1
+
+
+def test_bow_is_at_chance_on_word_order():
+    r = few_labels.bow_run("word-order", 200, 0)
+    assert r["test_acc"] == pytest.approx(0.5, abs=1e-9)
+
+
+def test_label_multiple():
+    counts, scratch = [25, 50, 100, 200], [0.3, 0.4, 0.5, 0.6]
+    assert few_labels.label_multiple(counts, scratch, 0.5, 25) == pytest.approx(4.0)
+    assert few_labels.label_multiple(counts, scratch, 0.45, 25) == pytest.approx(math.sqrt(2) * 2, rel=1e-6)
+    assert few_labels.label_multiple(counts, scratch, 0.7, 25) == math.inf
+    assert few_labels.label_multiple(counts, scratch, 0.3, 25) == pytest.approx(1.0)
+
+
+def test_bad_arms_and_tasks_are_named():
+    with pytest.raises(ValueError, match="unknown pooling"):
+        Arm("scratch", pooling="max")
+    with pytest.raises(ValueError, match="unknown choice"):
+        Arm("scratch", trainable="top")
+    with pytest.raises(ValueError, match="unknown task"):
+        few_labels.load_task("sentiment")
