@@ -79,5 +79,7 @@ def test_bad_arms_and_tasks_are_named():
         Arm("scratch", pooling="max")
     with pytest.raises(ValueError, match="unknown choice"):
         Arm("scratch", trainable="top")
+    with pytest.raises(ValueError, match="trainable='all'"):
+        Arm("scratch", trainable="head", ulmfit=True)
     with pytest.raises(ValueError, match="unknown task"):
         few_labels.load_task("sentiment")

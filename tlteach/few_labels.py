@@ -19,7 +19,6 @@ The bodies, each the study model (:func:`tlteach.study.study_preset`), each cach
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -106,7 +105,7 @@ def encoder_model(preset: Preset | None = None, progress: bool = False) -> Encod
 
 
 def body_model(name: str, preset: Preset | None = None, progress: bool = False) -> GPT:
-    """A fresh copy of one of :data:`BODIES` (cached; trained now if it is not)."""
+    """A fresh copy of one of the ``BODIES`` (cached; trained now if it is not)."""
     preset = study_preset(preset)
     if name in ("scratch", "shakespeare"):
         return source_model(name, preset, progress)
@@ -137,6 +136,8 @@ class Arm:
             raise ValueError(f"unknown pooling {self.pooling!r}; pick one of {', '.join(classifier.POOLINGS)}")
         if self.trainable not in classifier.TRAINABLE:
             raise ValueError(f"unknown choice {self.trainable!r}; pick one of {', '.join(classifier.TRAINABLE)}")
+        if self.ulmfit and self.trainable != "all":
+            raise ValueError("ULMFiT's gradual unfreezing ends with every layer training: use trainable='all'")
 
 
 def classifier_config(preset: Preset, lr: float, seed: int, chosen: dict, slanted: bool = False) -> TrainConfig:
@@ -270,12 +271,7 @@ def lm_losses(model: GPT, preset: Preset | None = None) -> dict[str, float]:
     return out
 
 
-def copy_body(model: Classifier) -> GPT:
-    """The classifier's body as a language model again (its ``lm_head`` is still tied to its embedding)."""
-    return copy.deepcopy(model.body)
-
-
 __all__ = ["BODIES", "SETTINGS", "TASKS", "Arm", "best_run", "body_model", "bow_run", "classifier_config",
-           "classifier_run", "copy_body", "encoder_model", "label_curve", "label_multiple", "lm_losses", "load_task",
+           "classifier_run", "encoder_model", "label_curve", "label_multiple", "lm_losses", "load_task",
            "settings", "task_lm_model"]
 
