@@ -96,6 +96,7 @@ def mlm_loss(ids: torch.Tensor, block_size: int, batch_size: int, iters: int, ma
     draw = mlm_batches(ids, block_size, batch_size, mask_id)
     batches = [draw(torch.Generator().manual_seed(seed + i)) for i in range(whole(iters, "iters", 1))]
 
+    @torch.no_grad()
     def fn(model: nn.Module) -> float:
         device = next(model.parameters()).device
         losses = [model(x.to(device), y.to(device))[1].float() for x, y in batches]
