@@ -168,3 +168,28 @@ def test_encode_texts_cuts_and_pads():
     assert x.tolist() == [[1, 2, 3, 0, 0], [4, 4, 4, 4, 4]]
     with pytest.raises(ValueError, match="no tokens"):
         classifier.encode_texts(["a", ""], Words(), block_size=5)
+
+
+@pytest.mark.parametrize("pooling", classifier.POOLINGS)
+def test_windows_are_read_one_by_one_and_averaged(pooling):
+    """A text of two windows gets the mean of the two windows' vectors; a window of padding only is left out."""
+    model = Classifier(tiny(), 3, pooling, pad_id=PAD).eval()
+    g = torch.Generator().manual_seed(2)
+    first, second = torch.randint(1, 50, (1, 16), generator=g), torch.randint(1, 50, (1, 16), generator=g)
+    both = model.features(torch.cat([first, second], 1))
+    assert torch.allclose(both, (model.features(first) + model.features(second)) / 2, atol=1e-6)
+    padding = torch.full((1, 16), PAD)
+    assert torch.allclose(model.features(torch.cat([first, padding], 1)), model.features(first), atol=1e-6)
+    with pytest.raises(ValueError, match="whole windows"):
+        model.features(torch.randint(1, 50, (1, 20)))
+
+
+def test_encode_texts_in_windows():
+    class Words:
+        eot_id = 0
+
+        def encode(self, text):
+            return [len(w) for w in text.split()]
+
+    x = classifier.encode_texts(["a bb ccc", "dddd " * 20], Words(), block_size=2, windows=3)
+    assert x.tolist() == [[1, 2, 3, 0, 0, 0], [4] * 6]

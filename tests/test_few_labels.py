@@ -45,6 +45,15 @@ def test_a_run_is_cached_and_reports_test_scores(tiny):
     assert other_seed["seconds"] != first["seconds"]
 
 
+def test_a_run_reads_as_many_windows_as_the_settings_say(tiny, monkeypatch):
+    arm = Arm("scratch")
+    one = few_labels.classifier_run(arm, "isco", 20, 0, 1e-3, tiny)
+    monkeypatch.setitem(few_labels.SETTINGS["quick"], "windows", 3)
+    three = few_labels.classifier_run(arm, "isco", 20, 0, 1e-3, tiny)
+    assert three["seconds"] != one["seconds"]  # another run (its own cache key), not the one-window run
+    assert three["val"] != one["val"]
+
+
 def test_best_run_picks_the_lowest_validation_loss(tiny):
     arm = Arm("shakespeare", ulmfit=True)
     runs = [few_labels.classifier_run(arm, "isco", 20, 0, lr, tiny) for lr in (1e-3, 3e-3)]

@@ -86,7 +86,22 @@ class Classifier(nn.Module):
         return torch.ones_like(idx, dtype=torch.bool) if self.pad_id is None else idx != self.pad_id
 
     def features(self, idx: torch.Tensor) -> torch.Tensor:
-        """The pooled vector of each text, ``(B, width)``: what ``score`` reads (a linear probe's input)."""
+        """The pooled vector of each text, ``(B, width)``: what ``score`` reads (a linear probe's input).
+
+        A text longer than the context, ``(B, W * block_size)`` (``encode_texts(..., windows=W)``), is read as
+        ``W`` windows of ``block_size`` tokens, each on its own: each window is pooled, and the text's vector is
+        the mean over its windows that hold a real token."""
+        T = self.body.config.block_size
+        if idx.dim() == 2 and idx.size(1) > T:
+            if idx.size(1) % T:
+                raise ValueError(f"a text of {idx.size(1)} tokens is longer than the context ({T}) but not whole "
+                                 f"windows of it; encode with classifier.encode_texts(..., windows=W)")
+            B, W = idx.size(0), idx.size(1) // T
+            windows = idx.reshape(B * W, T)
+            used = self.real_tokens(windows).any(1).view(B, W, 1).float()  # windows past a text's end: padding only
+            each = self.features(windows).view(B, W, -1)
+            each = torch.where(used.bool(), each, torch.zeros_like(each))  # (a padding window's max is -inf)
+            return each.sum(1) / used.sum(1).clamp_min(1.0)
         self.body._check_ids(idx, None)
         real = self.real_tokens(idx)
         return pool(self.body.hidden(idx, keys=real, checked=True), real, self.pooling)
@@ -110,10 +125,12 @@ def _check_labels(labels: torch.Tensor, n: int, n_classes: int) -> None:
 
 
 # --------------------------------------------------------------------------- data for it
-def encode_texts(texts: Sequence[str], tokenizer, block_size: int, pad_id: int | None = None) -> torch.Tensor:
-    """``(len(texts), block_size)`` token ids: each text's first ``block_size`` tokens, padded on the right with
-    ``pad_id`` (default: the tokenizer's end-of-text id) (notebook 10)."""
-    block_size = whole(block_size, "block_size", 1)
+def encode_texts(texts: Sequence[str], tokenizer, block_size: int, pad_id: int | None = None, windows: int = 1
+                 ) -> torch.Tensor:
+    """``(len(texts), windows * block_size)`` token ids: each text's first ``windows * block_size`` tokens, padded
+    on the right with ``pad_id`` (default: the tokenizer's end-of-text id) (notebook 10). A :class:`Classifier`
+    reads more than one window as ``windows`` consecutive contexts (:meth:`Classifier.features`)."""
+    block_size = whole(block_size, "block_size", 1) * whole(windows, "windows", 1)
     pad_id = tokenizer.eot_id if pad_id is None else pad_id
     if pad_id is None:
         raise ValueError("this tokenizer has no end-of-text id to pad with; pass pad_id")
@@ -200,7 +217,7 @@ def to_hf(model: Classifier):
 
     if model.pooling != "last" or not all(b.attn.causal for b in model.body.transformer.h):
         raise ValueError("transformers' GPT-2 classifier pools the last token of a causal model; convert a "
-                         "Classifier with pooling='last' on a GPT body")
+                         "Classifier with pooling='last' on a GPT body (it reads one window per text)")
     lm = lm_to_hf(model.body, eos_token_id=model.pad_id)
     config = lm.config
     config.num_labels = model.n_classes

@@ -45,9 +45,9 @@ TASKS = {"isco": tasks.load_isco_task, "word-order": tasks.load_word_order_task}
 BODIES = ("scratch", "shakespeare", "shakespeare+task-lm", "task-lm", "encoder")
 SETTINGS = {  # per preset: label counts (None: every training example), seeds, rates, steps, evaluation
     "quick": dict(counts=(25, 50, 100, None), seeds=(0, 1, 2), lrs=(1e-4, 3e-4, 1e-3), probe_lrs=(1e-2, 3e-2, 1e-1),
-                  max_iters=300, batch_size=16, eval_interval=10, patience=8, decay=2.6, unfreeze_every=10),
+                  max_iters=300, batch_size=16, eval_interval=10, patience=8, decay=2.6, unfreeze_every=10, windows=1),
     "gpu": dict(counts=(25, 50, 100, None), seeds=(0, 1, 2, 3, 4), lrs=(1e-4, 3e-4, 1e-3), probe_lrs=(1e-2, 3e-2, 1e-1),
-                max_iters=600, batch_size=32, eval_interval=10, patience=10, decay=2.6, unfreeze_every=10),
+                max_iters=600, batch_size=32, eval_interval=10, patience=10, decay=2.6, unfreeze_every=10, windows=1),
 }
 SETTINGS["cpu"] = SETTINGS["quick"]
 
@@ -168,8 +168,9 @@ def classifier_run(arm: Arm, task_name: str, n: int | None, seed: int, lr: float
     tok = tokenizer(preset)
 
     def body(cfg: TrainConfig) -> Trained:
-        x, y = encode_texts(labelled["text"], tok, cfg.block_size), torch.tensor(labelled["label"])
-        held = {s: (encode_texts(task[s]["text"], tok, cfg.block_size), torch.tensor(task[s]["label"]))
+        w = chosen["windows"]  # contexts read per text (Classifier.features)
+        x, y = encode_texts(labelled["text"], tok, cfg.block_size, windows=w), torch.tensor(labelled["label"])
+        held = {s: (encode_texts(task[s]["text"], tok, cfg.block_size, windows=w), torch.tensor(task[s]["label"]))
                 for s in ("validation", "test")}
         torch.manual_seed(seed)
         model = Classifier(body_model(arm.body, preset), task["train"].features["label"].num_classes, arm.pooling,
@@ -190,6 +191,7 @@ def classifier_run(arm: Arm, task_name: str, n: int | None, seed: int, lr: float
                                 "step": stop.best_step, "test_acc": test["acc"], "test_f1": test["f1"]})
 
     spec = {**asdict(arm), "task": task_name, "labels": data.fingerprint(labelled), "patience": chosen["patience"],
+            "windows": chosen["windows"],
             **({"decay": chosen["decay"], "unfreeze_every": chosen["unfreeze_every"]} if arm.ulmfit else {})}
     return cached_run("classifier", spec, preset, cfg, body, weights=False).record
 
