@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .bow import accuracy, macro_f1
 from .checks import id_tensor, whole
 from .gpt import GPT
 from .train import Batches
@@ -176,8 +177,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Te
 
 def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Cross-entropy, accuracy and macro-F1 of ``logits`` against ``labels`` (notebook 10)."""
-    from .bow import accuracy, macro_f1
-
     labels = labels.long()
     pred = logits.argmax(-1)
     return {"loss": float(F.cross_entropy(logits.float(), labels)), "acc": accuracy(pred, labels),
@@ -250,13 +249,12 @@ def peft_lora(hf: nn.Module, r: int = 4, alpha: float | None = None,
               targets: Sequence[str] = ("c_attn", "c_proj", "c_fc")):
     """``peft``'s LoRA on a ``transformers`` classifier with its own task type, ``SEQ_CLS``: the adapters and the
     classification head (``score``, which peft keeps trainable) train, nothing else (notebook 10)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
-    from .lora import _check_rank_alpha
+    from .lora import peft_lora_config
 
-    _check_rank_alpha(r, 1.0 if alpha is None else alpha)
-    config = LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=2 * r if alpha is None else alpha,
-                        target_modules=list(targets), lora_dropout=0.0, bias="none", fan_in_fan_out=True)
+    # GPT-2's layers are Conv1D, whose weight is stored (in, out): fan_in_fan_out
+    config = peft_lora_config(r, alpha, targets, task_type="SEQ_CLS", fan_in_fan_out=True)
     with warnings.catch_warnings():  # peft 0.21 calls an API transformers 5 deprecates; nothing for a learner to do
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(hf, config)

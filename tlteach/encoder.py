@@ -89,7 +89,6 @@ def mlm_batches(ids: torch.Tensor, block_size: int, batch_size: int, mask_id: in
     return draw
 
 
-@torch.no_grad()
 def mlm_loss(ids: torch.Tensor, block_size: int, batch_size: int, iters: int, mask_id: int, seed: int = 0):
     """A measure for ``train.Measure``: the masked-LM loss on ``iters`` batches of ``ids``, the same windows and
     the same masks at every evaluation (notebook 10)."""

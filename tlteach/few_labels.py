@@ -45,7 +45,7 @@ TASKS = {"isco": tasks.load_isco_task, "word-order": tasks.load_word_order_task}
 BODIES = ("scratch", "shakespeare", "shakespeare+task-lm", "task-lm", "encoder")
 SETTINGS = {  # per preset: label counts (None: every training example), seeds, rates, steps, evaluation
     "quick": dict(counts=(25, 50, 100, None), seeds=(0, 1, 2), lrs=(1e-4, 3e-4, 1e-3), probe_lrs=(1e-2, 3e-2, 1e-1),
-                  max_iters=300, batch_size=16, eval_interval=10, patience=8, decay=2.6, unfreeze_every=10, windows=1),
+                  max_iters=400, batch_size=16, eval_interval=10, patience=8, decay=2.6, unfreeze_every=10, windows=1),
     "gpu": dict(counts=(25, 50, 100, None), seeds=(0, 1, 2, 3, 4), lrs=(1e-4, 3e-4, 1e-3), probe_lrs=(1e-2, 3e-2, 1e-1),
                 max_iters=600, batch_size=32, eval_interval=10, patience=10, decay=2.6, unfreeze_every=10, windows=1),
 }
@@ -257,23 +257,7 @@ def label_multiple(counts: Sequence[float], scratch_acc: Sequence[float], acc: f
     return data_multiple(counts, [-a for a in scratch_acc], -acc, n)
 
 
-def lm_losses(model: GPT, preset: Preset | None = None) -> dict[str, float]:
-    """The body's language-model loss on the source's and the task's validation text (what classifier
-    fine-tuning does to the language model it started from, notebook 05's forgetting on a task)."""
-    from .train import evaluate
-
-    preset = study_preset(preset)
-    tok = tokenizer(preset)
-    source = data.token_splits(data.SOURCE, tok, ("validation",))["validation"]
-    target = data.encode_split(tasks.task_lm_corpus()["validation"], tok)
-    device = next(model.parameters()).device
-    out = {}
-    for name, ids in (("source", source), ("target", target)):
-        out[name] = evaluate(model.to(device), ids, preset.block_size, 16, 16)
-    return out
-
-
 __all__ = ["BODIES", "SETTINGS", "TASKS", "Arm", "best_run", "body_model", "bow_run", "classifier_config",
-           "classifier_run", "encoder_model", "label_curve", "label_multiple", "lm_losses", "load_task",
+           "classifier_run", "encoder_model", "label_curve", "label_multiple", "load_task",
            "settings", "task_lm_model"]
 

@@ -279,14 +279,15 @@ def load_adapter(model: nn.Module, path: str | Path, check_base: bool = True) ->
 
 
 # ----------------------------------------------------------------------------- the same with peft
-def peft_lora_config(r: int = 4, alpha: float | None = None, targets: Sequence[str] = TARGETS):
-    """The ``peft.LoraConfig`` matching :func:`add_lora` (no dropout, biases frozen, no task type) (notebook 07)."""
+def peft_lora_config(r: int = 4, alpha: float | None = None, targets: Sequence[str] = TARGETS, **extra):
+    """The ``peft.LoraConfig`` matching :func:`add_lora` (no dropout, biases frozen, no task type) (notebook 07);
+    ``extra`` goes to ``LoraConfig`` as it is (a ``transformers`` classifier's ``task_type="SEQ_CLS"``, notebook 10)."""
     from peft import LoraConfig
 
     _check_rank_alpha(r, 1.0 if alpha is None else alpha)
     targets = [targets] if isinstance(targets, str) else list(targets)  # one name is one target, not its letters
     return LoraConfig(r=r, lora_alpha=2 * r if alpha is None else alpha, target_modules=targets,
-                      lora_dropout=0.0, bias="none")
+                      lora_dropout=0.0, bias="none", **extra)
 
 
 def peft_lora(model: nn.Module, r: int = 4, alpha: float | None = None, targets: Sequence[str] = TARGETS,

@@ -293,11 +293,11 @@ def _check_batch(batch: object, vocab_size: int | None) -> None:
     if not labels and (x.shape != y.shape or x.dim() not in (2, 3)):
         raise ValueError(f"batches(generator) must return x and y of one shape (batch, time), or y of shape (batch,) "
                          f"for one label per sequence, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if labels:  # the classifier checks its labels against its classes; here only the token ids
-        y = torch.zeros_like(x)
-    bad = (x < 0) | ((y < 0) & (y != -100))  # targets may be -100, cross-entropy's "ignore"
+    ids = [x] if labels else [x, y]  # y's labels are the classifier's to check, against its classes
+    bad = (x < 0) if labels else (x < 0) | ((y < 0) & (y != -100))  # targets may be -100, cross-entropy's "ignore"
     if vocab_size is not None:
-        bad = bad | (x >= vocab_size) | (y >= vocab_size)
+        for t in ids:
+            bad = bad | (t >= vocab_size)
     if bool(bad.any()):
         raise ValueError(f"batches(generator) returned token ids outside [0, vocab_size={vocab_size}) (x from "
                          f"{int(x.min())} to {int(x.max())}, y from {int(y.min())} to {int(y.max())}); encode the "
