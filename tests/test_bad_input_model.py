@@ -57,6 +57,13 @@ def test_config_takes_numpy_integers_as_plain_ints():
         GPTConfig.from_dict([("n_head", 2)])
 
 
+def test_config_from_dict_names_a_misspelt_key_instead_of_ignoring_it():
+    good = GPTConfig(vocab_size=50, n_embd=16, n_head=2).to_dict()
+    assert GPTConfig.from_dict(good) == GPTConfig(vocab_size=50, n_embd=16, n_head=2)
+    with pytest.raises(ValueError, match="not config fields: n_heads.*the fields are"):
+        GPTConfig.from_dict({**good, "n_heads": 4})
+
+
 # ----------------------------------------------------------------------------- forward
 ok = torch.randint(50, (2, 8), generator=torch.Generator().manual_seed(0))
 
@@ -149,12 +156,23 @@ def test_flipped_bytes_in_the_weights_are_caught(tmp_path):
         checkpoint.load_model(path)
 
 
+def test_a_changed_header_is_caught(tmp_path):
+    _, path = _saved(tmp_path)
+    data = path.read_bytes()
+    at = data.index(b'n_layer\\": ') + len(b'n_layer\\": ')  # the config, a JSON string inside the header
+    assert data[at:at + 1].isdigit()
+    path.write_bytes(data[:at] + b"7" + data[at + 1:])  # same length: the file still parses
+    for read in (checkpoint.read_metadata, checkpoint.load_model):
+        with pytest.raises(ValueError, match=rf"checkpoint {path} is corrupt \(the checksum of its header"):
+            read(path)
+
+
 def test_a_checkpoint_without_checksum_still_loads(tmp_path):
     m, path = _saved(tmp_path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         state = {k: f.get_tensor(k) for k in f.keys()}
-    del meta[checkpoint.CHECKSUM]
+    del meta[checkpoint.CHECKSUM], meta[checkpoint.HEADER_CHECKSUM]
     old = tmp_path / "old.safetensors"
     save_file(state, str(old), metadata=meta)
     assert torch.equal(checkpoint.load_model(old)(ok)[0], m(ok)[0])
@@ -328,7 +346,7 @@ def test_an_old_adapter_without_fingerprint_loads_with_a_warning(tmp_path):
     tuned, path = _trained_adapter(tmp_path, base)
     with safe_open(str(path), framework="pt") as f:
         meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    del meta[lora.BASE], meta[checkpoint.CHECKSUM]
+    del meta[lora.BASE], meta[checkpoint.CHECKSUM], meta[checkpoint.HEADER_CHECKSUM]  # as an old file was written
     old = tmp_path / "old.safetensors"
     save_file(state, str(old), metadata=meta)
     with pytest.warns(UserWarning, match="records no fingerprint of its base model"):

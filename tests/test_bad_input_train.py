@@ -135,6 +135,8 @@ def _bad_batches(kind: str):
             return x + 16, x
         if kind == "float":
             return x.float(), x
+        if kind == "ignored":
+            return x, torch.full_like(x, -100)
         return x, x[:, :8]
 
     return draw
@@ -144,6 +146,7 @@ def _bad_batches(kind: str):
     ("range", ValueError, r"batches\(generator\) returned token ids outside \[0, vocab_size=16\)"),
     ("float", TypeError, r"batches\(generator\) must return \(x, y\), two tensors of integer token ids"),
     ("shape", ValueError, r"x and y of one shape"),
+    ("ignored", ValueError, r"every target of the first batch is -100 .* undefined \(NaN\)"),
 ])
 def test_a_batch_function_has_its_first_batch_checked(kind, error, phrase):
     with pytest.raises(error, match=phrase):

@@ -161,3 +161,19 @@ def test_embedding_map_moves_the_labels_of_close_points_apart() -> None:
     offsets = plots._label_offsets(xy)
     assert len(set(offsets[:3])) == 3  # three points on top of each other: three places for their labels
     assert offsets[3] == offsets[0]  # a point far from the rest keeps the first place
+
+
+def test_label_curve_figure_draws_each_arm_through_its_mean_over_seeds() -> None:
+    import pandas as pd
+
+    rows = [{"arm": arm, "n": n, "seed": s, "test_acc": base + 0.001 * n + 0.01 * s}
+            for arm, base in (("bag-of-words", 0.3), ("scratch", 0.1)) for n in (25, 100) for s in (0, 1, 2)]
+    fig = plots.label_curve_figure(pd.DataFrame(rows), baselines={"majority class": 0.2})
+    _legible_in_the_book(fig)
+    ax = fig.axes[0]
+    bow, scratch, majority = ax.lines
+    assert list(scratch.get_xdata()) == [25, 100]
+    assert list(scratch.get_ydata()) == pytest.approx([0.1 + 0.025 + 0.01, 0.1 + 0.1 + 0.01])  # the seeds' mean
+    assert bow.get_linestyle() == "--" and ax.get_xscale() == "log"
+    assert list(majority.get_ydata()) == [0.2, 0.2]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"bag-of-words", "scratch", "majority class: 0.20"}

@@ -27,6 +27,7 @@ from .presets import check_device
 FORMAT = "tlteach-gpt/1"
 WEIGHTS = "model.safetensors"
 CHECKSUM = "sha256"  # the metadata key of the weights' checksum
+HEADER_CHECKSUM = "header_sha256"  # the metadata key of the checksum of the rest of the metadata
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
@@ -43,6 +44,13 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def header_sha256(metadata: dict[str, str]) -> str:
+    """A SHA-256 over a safetensors header's metadata (config, tokenizer, record, the weights' checksum), all but
+    its own key: what a bit flipped in the header, where the weights' checksum cannot see, would change."""
+    plain = {k: v for k, v in metadata.items() if k != HEADER_CHECKSUM}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
 
 
 def as_path(path, what: str) -> Path:
@@ -130,6 +138,7 @@ def save_atomic(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, 
                       stacklevel=3)
     _make_folder(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    metadata = {**metadata, HEADER_CHECKSUM: header_sha256(metadata)}
     try:
         save_file(state, str(tmp), metadata=metadata)
         os.replace(tmp, path)
@@ -143,7 +152,7 @@ def read_header(path: Path, what: str = "checkpoint") -> dict[str, str]:
     truncated or random file): never unpickled, never a raw safetensors error."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
+            meta = f.metadata() or {}
     except SafetensorError as e:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -151,6 +160,10 @@ def read_header(path: Path, what: str = "checkpoint") -> dict[str, str]:
         kind = " but a PyTorch pickle (torch.save)" if pickle else ""
         raise ValueError(f"{path} is not a safetensors {what}{kind}, or it is truncated or corrupt; tlteach reads only "
                          "safetensors files, pickles are not loaded (they can run code)") from e
+    if HEADER_CHECKSUM in meta and header_sha256(meta) != meta[HEADER_CHECKSUM]:  # (older files have none)
+        raise ValueError(f"{what} {path} is corrupt (the checksum of its header, which holds its config and record, "
+                         "does not match the one stored when it was saved); save it again or restore a copy")
+    return meta
 
 
 def load_tensors(path: Path, meta: dict[str, str], what: str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -64,11 +64,16 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GPTConfig:
-        """A config from a dict, ignoring keys that are not config fields."""
+        """A config from a dict of config fields (``to_dict``'s); a key that is not a field is an error, so that a
+        misspelt one (``n_heads``) is not silently left at its default."""
         if not isinstance(d, dict):
             raise TypeError(f"GPTConfig.from_dict needs a dict, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in d if k not in names)
+        if unknown:
+            raise ValueError(f"GPTConfig.from_dict got keys that are not config fields: {', '.join(unknown)}; "
+                             f"the fields are {', '.join(names)}")
+        return cls(**d)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -266,6 +266,27 @@ def learning_curve_figure(curve, y: str = "test", title: str = "learning curves 
     return _closed(fig)
 
 
+def label_curve_figure(table, y: str = "test_acc", baselines: Mapping[str, float] | None = None,
+                       title: str = "accuracy against the number of labels") -> Figure:
+    """``y`` (default: test accuracy) against the number of labelled examples, log scale: one line per arm
+    through its mean over seeds, with a band from the lowest seed to the highest (notebook 10). ``table`` is a
+    ``few_labels.label_curve`` table; the bag of words is dashed; ``baselines`` are grey horizontal lines."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
+    for i, (arm, rows) in enumerate(table.groupby("arm", sort=False)):
+        stats = rows.groupby("n")[y].agg(["mean", "min", "max"]).sort_index()
+        colour = "black" if arm == "bag-of-words" else EVAL_COLOURS[i % len(EVAL_COLOURS)]
+        ax.plot(stats.index, stats["mean"], "--" if arm == "bag-of-words" else "-o", color=colour, label=arm)
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.12)
+    _baselines(ax, baselines)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled examples (log scale)")
+    ax.set_ylabel(y.replace("_", " ").replace("acc", "accuracy"))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _closed(fig)
+
+
 def labelled_scatter(xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], xlabel: str, ylabel: str,
                      title: str) -> Figure:
     """One labelled point per item, e.g. each source's transfer gain against its similarity (notebook 04)."""

@@ -302,6 +302,10 @@ def _check_batch(batch: object, vocab_size: int | None) -> None:
         raise ValueError(f"batches(generator) returned token ids outside [0, vocab_size={vocab_size}) (x from "
                          f"{int(x.min())} to {int(x.max())}, y from {int(y.min())} to {int(y.max())}); encode the "
                          "text with the model's tokenizer")
+    if not labels and bool((y == -100).all()):
+        raise ValueError("every target of the first batch is -100 (cross-entropy's 'ignore'), so its loss is "
+                         "undefined (NaN) and nothing would be learned: a batch needs at least one target; check "
+                         "how the batch function sets y (a masked-LM batch marks only the masked positions)")
 
 
 @torch.no_grad()
