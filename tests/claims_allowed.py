@@ -51,6 +51,5 @@ ALLOWED: dict[str, list[tuple[str, str]]] = {
         ("here, how many times more labels", DEFINITION + " (the label multiple)"),
         ("On occupation coding it beat every small transformer", SUMMARY + " (section 7)"),
         ("The stages 1+2 body beat scratch from 100 labels", SUMMARY + " (sections 6 and 7)"),
-        ("and the masked-LM encoder, at the same compute, learned less of it", SUMMARY + " (section 8)"),
     ],
 }

@@ -461,23 +461,33 @@ plots.label_curve_figure(order_curve, title="word order: test accuracy against l
 """)
 code("""
 oacc = order_table["acc"].unstack("n")
-big = max(oacc.columns)
+small, big = min(oacc.columns), max(oacc.columns)
 print(f"at {big} labels: " + ", ".join(f"{k} {v:.3f}" for k, v in oacc[big].items()))
-assert oacc.loc["stage 1 (Shakespeare)", big] > oacc.loc["scratch", big]  # pretraining knows word order
-assert oacc.loc["encoder", big] < oacc.loc["stage 1 (Shakespeare)", big]  # the masked-LM encoder, less of it
+gain = oacc.loc["stage 1 (Shakespeare)"] - oacc.loc["scratch"]
+print(f"the Shakespeare GPT minus scratch: {gain[small]:+.3f} at {small} labels, {gain[big]:+.3f} at {big}")
 assert oacc.loc["bag-of-words"].eq(0.5).all()
+assert min(oacc.loc["scratch", big], oacc.loc["stage 1 (Shakespeare)", big]) > 0.6  # the GPTs learn word order
+assert oacc.loc["encoder", big] < oacc.loc["stage 1 (Shakespeare)", big]  # the masked-LM encoder, less of it
 """)
 md("""
-Here the pretrained GPT earns its keep: with the larger label count it beats scratch (asserted), on a task where
-a bag of words is at chance by construction. It learned how English words go together from Shakespeare and
-brings that to sentences about occupations. At the smallest count neither is reliably ahead: in our trials the
-order changed with the seeds.
+Both GPTs learn to tell a sentence from its shuffle with 400 labels, well above the bag of words' 0.5
+(asserted: above 0.6). Whether pretraining on Shakespeare adds to that is not settled at this scale: the printout
+gives the difference for your seed and preset, and in our checks it came out ahead in some runs and behind in
+others (the 4-block `cpu` model fell behind scratch). So this notebook claims no gain from pretraining on this
+task: plays teach the order of words in verse, not in job descriptions, and two or four blocks pretrained
+briefly carry little of either.
 
-**What the mask changes.** The encoder was pretrained at the same compute and does worse than the GPT here
-(asserted). A GPT learns from every token of every window: each is a next-token target. The masked-LM encoder
-learns from the 15% it hides, so at equal steps it gets about a seventh of the training signal; that waste is
-what ELECTRA (Clark et al., 2020) set out to fix. BERT's bidirectional view pays off with far more
-pretraining than this notebook can afford.
+**What the mask changes.** The encoder was pretrained at the same compute and does worse than the Shakespeare
+GPT here (asserted). Two reasons, both about the mask:
+
+- A bidirectional layer treats its input as a set. Shuffle the tokens and, but for the position embeddings, its
+  states are shuffled the same way, so their mean does not change: mean-pooled, it is a bag of words unless it
+  has learned to use positions. A causal layer cannot help seeing order: each token's state depends on the
+  tokens before it, so shuffling changes the states themselves.
+- A GPT learns from every token of every window: each is a next-token target. The masked-LM encoder learns from
+  the 15% it hides, about a seventh of the training signal at equal steps; that waste is what ELECTRA (Clark et
+  al., 2020) set out to fix. BERT's bidirectional view pays off with far more pretraining than this notebook can
+  afford.
 """)
 md("""
 ## 9. What the classifier does to the language model
@@ -518,8 +528,9 @@ md("""
   count (section 7): the label is written in the vocabulary.
 - **Pretraining pays from 100 labels on, not at 25.** The stages 1+2 body beat scratch from 100 labels
   (section 7); ULMFiT's stage 2 beat stage 1 alone (section 6); at 25 labels nothing was reliably above the rest.
-- **Where word order matters, the pretrained GPT wins clearly** (section 8), and the masked-LM encoder, at the
-  same compute, learned less of it.
+- **Word order needs a model that reads in order** (section 8): the GPTs learn it from the labels, the bag of
+  words cannot, and the masked-LM encoder, a set of tokens but for its position embeddings, learned least of
+  it. Pretraining on Shakespeare added nothing reliable on this task at this scale.
 - **Fine-tuning a classifier forgets the language model** (section 9), as fine-tuning on a new domain did in
   notebook 05.
 """)
