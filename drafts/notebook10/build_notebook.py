@@ -296,7 +296,7 @@ trainable = [n for n, p in lora_model.named_parameters() if p.requires_grad]
 assert trainable and all("lora_" in n or ".score." in n for n in trainable)  # only the adapters and the head
 assert any(".score." in n for n in trainable)
 """)
-md(f"""
+md("""
 Each arm below starts from the stages 1+2 body and learns from 100 labelled groups (`at`). All but two pool by the
 mean. `transformers`' classifier, and so LoRA on it, pools the last token; the full fine-tuning it is compared
 with does the same (`all layers, last token`). A run trains through the
