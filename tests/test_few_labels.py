@@ -143,7 +143,7 @@ def test_summary_gives_each_arm_and_count_its_mean_and_spread():
                           for s, acc in enumerate((0.2, 0.4, 0.9))])
     row = few_labels.summary(table).loc[("a", 10)]
     assert row["acc"] == pytest.approx(0.5) and row["acc_min"] == 0.2 and row["acc_max"] == 0.9
-    assert row["f1"] == pytest.approx(0.25) and row["seeds"] == 3 and row["lr"] == 1e-3
+    assert row["f1"] == pytest.approx(0.25) and row["seeds"] == 3 and row["lr"] == "1e-03"
 
 
 def test_label_curve_trains_each_arm_at_the_rate_chosen_on_validation(tiny):

@@ -332,7 +332,10 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
            "f1": ("test_f1", "mean"), "seeds": ("seed", "nunique")}
     if "lr" in table:
         agg["lr"] = ("lr", "first")
-    return table.groupby(["arm", "n"], sort=False).agg(**agg)
+    out = table.groupby(["arm", "n"], sort=False).agg(**agg)
+    if "lr" in out:  # as written ("3e-04"), so that rounding the table for display does not turn it into 0.0
+        out["lr"] = out["lr"].map(lambda v: "" if v != v else f"{v:.0e}")
+    return out
 
 
 def label_multiple(counts: Sequence[float], scratch_acc: Sequence[float], acc: float, n: float) -> float:
