@@ -114,7 +114,9 @@ md("""
 
 Before any transformer, two baselines. The **majority class** answers the most common class every time. A
 **bag of words** keeps which words a text uses and how often, and throws their order away; a logistic regression
-on it is a few lines.
+on it is a few lines. With $x$ a text's word counts (here $\\log(1 + \\text{count})$, scaled to length 1), it
+predicts $p(y \\mid x) = \\operatorname{softmax}(xW + b)_y$ and is fitted by minimising the cross-entropy plus
+$\\frac{\\lambda}{2}\\lVert W \\rVert^2$.
 """)
 code("""
 def bag(texts, vocab):
@@ -158,7 +160,8 @@ assert torch.equal(bow.predict(words.transform(task["test"]["text"]), W2, b2), p
 assert bow_acc > majority_acc + 0.2  # far above the majority
 """)
 md("""
-Macro-F1 averages the F1 score of each class, so a class with few test groups counts as much as a large one:
+Macro-F1 averages the F1 score of each class, $\\frac{1}{K}\\sum_{k=1}^{K} \\frac{2 P_k R_k}{P_k + R_k}$ with
+$P_k$ and $R_k$ the precision and recall of class $k$, so a class with few test groups counts as much as a large one:
 the majority class gets a fair accuracy and a macro-F1 near zero. The bag of words, on every label, is far above
 it (asserted): this task is largely about *which* words a description uses.
 
@@ -169,7 +172,7 @@ the classes with one linear layer. Three ways to pool:
 
 - **last**: the state of the last real token. In a causal model it is the only one that has read the whole
   text; GPT-2's classifiers use it.
-- **mean**: the average over the real tokens.
+- **mean**: the average over the real tokens $R$ of a text, $\\frac{1}{|R|}\\sum_{t \\in R} h_t$.
 - **concat** (ULMFiT): `[last, max, mean]` side by side.
 
 Texts are cut to the context (`block_size` tokens) and padded on the right with the end-of-text id; pooling must
