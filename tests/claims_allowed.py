@@ -51,5 +51,6 @@ ALLOWED: dict[str, list[tuple[str, str]]] = {
         ("here, how many times more labels", DEFINITION + " (the label multiple)"),
         ("On occupation coding it beat every small transformer", SUMMARY + " (section 7)"),
         ("The stages 1+2 body beat scratch from 100 labels", SUMMARY + " (sections 6 and 7)"),
+        ("learned less of it than the Shakespeare GPT", SUMMARY + " (section 8)"),
     ],
 }
