@@ -109,3 +109,18 @@ def test_setup_returns_the_study_in_one_call(fresh_cache, capsys):
                                                                                  "target_train", "target"}
     again = study.source_model("shakespeare", preset)
     assert all(torch.equal(a, b) for a, b in zip(pretrained.state_dict().values(), again.state_dict().values()))
+
+
+def test_how_trained_says_one_sentence_per_study_and_refuses_an_unknown_one(monkeypatch):
+    from tlteach.presets import get_preset
+
+    cpu = study.study_preset(get_preset("quick", device="cpu"))
+    monkeypatch.delenv("TLTEACH_STACK", raising=False)
+    said = {s: study.how_trained(cpu, s) for s in ("transfer", "forgetting", "few-labels")}
+    assert len(set(said.values())) == 3 and all(s.count(". ") == 0 and s.endswith(".") for s in said.values())
+    assert "one at a time" in said["transfer"] and "Classifiers" in said["few-labels"]
+    monkeypatch.setenv("TLTEACH_STACK", "1")  # the transfer sweeps stack where asked; the others never do
+    assert "one stack" in study.how_trained(cpu, "transfer")
+    assert study.how_trained(cpu, "few-labels") == said["few-labels"]
+    with pytest.raises(ValueError, match="unknown study"):
+        study.how_trained(cpu, "few_labels")

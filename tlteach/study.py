@@ -204,11 +204,17 @@ def stacking(preset: Preset) -> bool:
 
 
 def how_trained(preset: Preset, study: str = "transfer") -> str:
-    """One sentence a notebook prints: how the ``study``'s runs are trained in this preset (notebooks 03 to 08).
-    The transfer sweeps stack their runs where :func:`stacking` says so; the forgetting studies (whose methods
-    change the model and the loss run by run) train every run alone."""
-    if study != "transfer":
+    """One sentence a notebook prints: how the ``study``'s runs are trained in this preset (notebooks 03 to 08, and
+    10 with ``study="few-labels"``). The transfer sweeps stack their runs where :func:`stacking` says so; the
+    forgetting studies (whose methods change the model and the loss run by run) and notebook 10's classifiers
+    (whose arms train different parts of different bodies) train every run alone."""
+    if study not in ("transfer", "forgetting", "few-labels"):
+        raise ValueError(f"unknown study {study!r}; choose 'transfer', 'forgetting' or 'few-labels'")
+    if study == "forgetting":
         return "Runs are trained one at a time through the one loop, each from the same pretrained model."
+    if study == "few-labels":
+        return ("Classifiers are trained one at a time through the one loop, each with early stopping on its "
+                f"validation split, on {preset.device}.")
     if stacking(preset):
         return ("Runs are trained through the one loop, those that share a schedule together as one stack "
                 "(tlteach.stack): the numbers are those of each run alone, to rounding (bf16's, under autocast).")
