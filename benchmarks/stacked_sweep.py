@@ -5,7 +5,12 @@ rates, each with early stopping), their total training steps, the wall time trai
 :class:`tlteach.stack.Stack`, the ratio, and the largest difference in a run's test loss between the two; then
 the tokens/s of the one loop on nanoGPT's CPU recipe (shakespeare_char, 4x4x128, block 64, batch 12) against
 the figures stored in ``benchmarks/results/nanogpt_char_seed*.txt``. Each sweep starts from an empty cache of
-runs (the sources are pretrained first, untimed). Usage::
+runs (the sources are pretrained first, untimed).
+
+It also prints where a training step's time goes (``floor``): one step of the study model alone and as a stack of
+15, profiled, with the share of the time spent in matrix products, the rate at which those products ran (GFLOP/s)
+and, for comparison, the rate of one large matrix product on the same threads, roughly what the cores can do. When
+a lone run's products already run near that rate, stacking runs cannot make them faster. Usage::
 
     .venv/bin/python benchmarks/stacked_sweep.py [--fraction 0.01] [--threads N]
 """
@@ -88,11 +93,89 @@ def pretraining_speed(iters: int = 300) -> None:
               f"{result.tokens_per_s / statistics.median(stored):.2f}")
 
 
+MATMULS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
+
+
+def _profiled(step, repeats: int = 10) -> tuple[float, float, float, float]:
+    """Milliseconds per call of ``step``, the share of it in matrix products, their GFLOP/s, and the share in
+    operator calls that took under 20 microseconds each (what per-call overhead could be, at most)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    ms = 1000 * (time.perf_counter() - start) / repeats
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        for _ in range(repeats):
+            step()
+    events = prof.key_averages()
+    total_us = sum(e.self_cpu_time_total for e in events)
+    mm = [e for e in events if e.key in MATMULS]
+    mm_us = sum(e.self_cpu_time_total for e in mm)
+    flops = sum(e.flops for e in mm)
+    small_us = sum(e.self_cpu_time_total for e in events if e.count and e.self_cpu_time_total / e.count < 20)
+    return ms, mm_us / total_us, flops / mm_us / 1e3 if mm_us else float("nan"), small_us / total_us
+
+
+def floor(runs: int = 15) -> None:
+    """Where one training step of the quick study model goes, alone and as a stack of ``runs``."""
+    from tlteach.stack import Stack
+    from tlteach.train import clip_per_run, decay_groups, make_optimizer
+
+    preset = study.study_preset(get_preset("quick", device="cpu"))
+    settings = transfer.sweep_settings(preset)
+    config = study.model_config(preset)
+    models = []
+    for i in range(runs):
+        torch.manual_seed(i)
+        models.append(GPT(config))
+    gen = torch.Generator().manual_seed(0)
+    shape = (runs, settings["batch_size"], preset.block_size)
+    x, y = (torch.randint(0, config.vocab_size, shape, generator=gen) for _ in range(2))
+    cfg = TrainConfig()
+
+    def stepper(model, groups, xs, ys):
+        opt = make_optimizer(groups, cfg, torch.device("cpu"))
+
+        def step():
+            _, loss = model(xs, ys)
+            opt.zero_grad(set_to_none=True)
+            (loss if loss.dim() == 0 else loss.nansum()).backward()
+            clip_per_run(opt.param_groups, cfg.grad_clip)
+            opt.step()
+        return step
+
+    alone = stepper(models[0], decay_groups(list(models[0].parameters()), 0.1), x[0], y[0])
+    stack = Stack(models)
+    groups = [g for i, m in enumerate(models) for g in decay_groups(list(m.parameters()), 0.1, run=i)]
+    together = stepper(stack, groups, x, y)
+    one_ms, one_share, one_rate, one_small = _profiled(alone)
+    all_ms, all_share, all_rate, all_small = _profiled(together)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    big = 2 * 1024**3 * 10 / (time.perf_counter() - start) / 1e9
+    print(f"\nwhere a training step goes ({config.n_layer} layers x {config.n_embd} wide, vocabulary {config.vocab_size},"
+          f" batch {shape[1]} x {shape[2]} tokens; forward, backward, clipping, AdamW), {torch.get_num_threads()} threads:")
+    print(f"  one run alone:      {one_ms:6.1f} ms/step; matrix products {one_share:.0%} of it, at {one_rate:5.1f} GFLOP/s;"
+          f" operator calls under 20 us: {one_small:.0%}")
+    print(f"  a stack of {runs}:     {all_ms:6.1f} ms/step = {all_ms / runs:5.1f} ms per run; matrix products "
+          f"{all_share:.0%}, at {all_rate:5.1f} GFLOP/s; operator calls under 20 us: {all_small:.0%}")
+    print(f"  one 1024 x 1024 matrix product: {big:5.1f} GFLOP/s (about what these cores can do)")
+    print(f"  {runs} steps alone / one stacked step: {runs * one_ms / all_ms:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fraction", type=float, default=0.01, help="the learning-curve size (default 0.01)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--only-floor", action="store_true", help="only where a step's time goes")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,6 +183,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; "
           f"cache {os.environ['TLTEACH_CACHE']}")
     data.load_corpus(data.TARGET)
+    floor()
+    if args.only_floor:
+        return
     if not args.skip_sweep:
         sweep(args.fraction)
     pretraining_speed()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +35,21 @@ def fresh_cache(tmp_path, monkeypatch):
     """An empty cache folder for one test."""
     monkeypatch.setenv("TLTEACH_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def _session_tokenizers() -> Path:
+    """The quick preset's BPE tokenizer, trained once per session (and worker) in the session's cache."""
+    from tlteach.tokenizer import get_tokenizer
+
+    get_tokenizer("bpe", vocab_size=1024)
+    return Path(os.environ["TLTEACH_CACHE"]) / "tokenizers"
+
+
+@pytest.fixture
+def study_cache(_session_tokenizers, fresh_cache):
+    """An empty cache but for the quick preset's tokenizer (a copy of the session's): for tests of runs, which
+    would otherwise each train the same tokenizer again; tests of the tokenizer's own caching use fresh_cache."""
+    shutil.copytree(_session_tokenizers, fresh_cache / "tokenizers",
+                    ignore=shutil.ignore_patterns("*.lock", "*.tmp*"))
+    return fresh_cache

@@ -144,3 +144,20 @@ def test_batches_are_shifted_windows():
     assert torch.equal(x, x2)
     with pytest.raises(ValueError, match="training block"):
         data.get_batch(torch.arange(10), block_size=16, batch_size=2)
+
+
+def test_token_splits_encodes_a_named_corpus_once_and_hands_out_copies(monkeypatch):
+    from tlteach.tokenizer import CharTokenizer
+
+    tok = CharTokenizer.train("".join(data.load_corpus(data.TARGET)["validation"]["text"]))
+    calls = []
+    real = data.encode_split
+    monkeypatch.setattr(data, "encode_split", lambda ds, t: calls.append(1) or real(ds, t))
+    data._ENCODED.clear()
+    first = data.token_splits(data.TARGET, tok, ("validation",))["validation"]
+    first[:10] = 0  # a caller's change stays in its copy
+    again = data.token_splits(data.TARGET, tok, ("validation",))["validation"]
+    assert len(calls) == 1 and torch.equal(again, real(data.load_corpus(data.TARGET)["validation"], tok))
+    other = CharTokenizer.train("\u2603" + "".join(data.load_corpus(data.TARGET)["validation"]["text"]))
+    data.token_splits(data.TARGET, other, ("validation",))  # another tokenizer: encoded anew
+    assert len(calls) == 2

@@ -127,7 +127,7 @@ TINY = dict(steps=20, lr=3e-3, lrs=(1e-3, 3e-3), batch_size=4, eval_interval=5, 
             lams=(1.0,), ranks=(2,))
 
 
-def test_forgetting_runs_measure_both_domains_and_are_cached(fresh_cache):
+def test_forgetting_runs_measure_both_domains_and_are_cached(study_cache):
     p = _tiny()
     full = forgetting.forgetting_run(Full(), p, settings=TINY)
     h = forgetting.history(full)
@@ -146,7 +146,7 @@ def test_forgetting_runs_measure_both_domains_and_are_cached(fresh_cache):
     assert max(held["change"].values()) < 0.05 * max(full["change"].values())  # the pull holds every weight
     strong = forgetting.forgetting_run(EWC(1e4), p, settings=TINY)
     assert sum(strong["change"].values()) < 0.5 * sum(full["change"].values())  # holds the weights that matter
-    assert len(list((fresh_cache / "fisher").glob("*.safetensors"))) == 1
+    assert len(list((study_cache / "fisher").glob("*.safetensors"))) == 1
     fisher = methods.source_fisher(p, settings=TINY)
     assert list(fisher) == [n for n, _ in start.named_parameters()]  # in the model's order, as computed
     assert sum(float(f.sum()) for f in fisher.values()) == pytest.approx(start.num_params(), rel=1e-4)  # mean 1
@@ -196,7 +196,7 @@ def test_replay_mixes_source_windows_into_every_batch():
         Replay(1.0)
 
 
-def test_ulmfit_and_replay_runs(fresh_cache):
+def test_ulmfit_and_replay_runs(study_cache):
     p = _tiny()
     full = forgetting.forgetting_run(Full(), p, settings=TINY)
     late = forgetting.forgetting_run(Unfreeze(30), p, settings=TINY)  # never past the top layer
@@ -208,7 +208,7 @@ def test_ulmfit_and_replay_runs(fresh_cache):
     assert mixed["trainable"] == full["trainable"] and mixed["history"] != full["history"]
 
 
-def test_a_composed_method_is_one_run_with_both_plugs(fresh_cache):
+def test_a_composed_method_is_one_run_with_both_plugs(study_cache):
     p = _tiny()
     both = forgetting.forgetting_run(EWC(1e3) + Replay(0.5), p, settings=TINY)
     assert both["method"]["kind"] == "ewc+replay" and both["label"] == "ewc λ=1000 + replay 50% lr=3e-03"

@@ -55,7 +55,7 @@ def test_train_key_leaves_out_how_a_run_is_shown():
         study.run_key("toy", {"a": 1}, presets.with_changes(p, device="cuda"), _cfg())  # any CUDA device is one
 
 
-def test_cached_run_trains_once_and_keeps_the_record_history_and_weights(fresh_cache):
+def test_cached_run_trains_once_and_keeps_the_record_history_and_weights(study_cache):
     p, calls = _tiny(), []
     run = study.cached_run("toy", {"a": 1}, p, _cfg(), _body(calls), progress=False)
     assert len(calls) == 1 and calls[0].progress is False
@@ -69,19 +69,19 @@ def test_cached_run_trains_once_and_keeps_the_record_history_and_weights(fresh_c
     assert len(calls) == 2 and other.path != run.path
     light = study.cached_run("toy", {"a": 3}, p, _cfg(), _body(calls), weights=False)
     assert light.path is None and light.record["history"]["val"] == run.record["history"]["val"]
-    assert list((fresh_cache / "toy").glob("*.json"))
+    assert list((study_cache / "toy").glob("*.json"))
     with pytest.raises(ValueError, match="kept no weights"):
         light.model()
 
 
-def test_an_interrupted_run_is_refused_and_nothing_is_cached(fresh_cache, capsys):
+def test_an_interrupted_run_is_refused_and_nothing_is_cached(study_cache, capsys):
     p, calls = _tiny(), []
     with pytest.raises(KeyboardInterrupt, match="interrupted at step 3; nothing was cached"):
         study.cached_run("toy", {"a": 1}, p, _cfg(), _body(calls, stop_at=4))
-    assert not [f for f in (fresh_cache / "toy").iterdir() if not f.name.endswith(".lock")]
+    assert not [f for f in (study_cache / "toy").iterdir() if not f.name.endswith(".lock")]
     run = study.cached_run("toy", {"a": 1}, p, _cfg(), _body(calls))  # the next call trains it whole
     assert len(calls) == 2 and run.record["steps"] == 6
-    meta = json.loads(next((fresh_cache / "toy").glob("*.meta.json")).read_text())
+    meta = json.loads(next((study_cache / "toy").glob("*.meta.json")).read_text())
     assert meta["key"]["spec"] == {"a": 1} and meta["key_digest"] == cache.key_digest(study.run_key("toy", {"a": 1},
                                                                                                     p, _cfg()))
 
@@ -101,7 +101,7 @@ def test_one_settings_table_per_study():
     assert study.settings(quick)["steps"] > 0  # a copy
 
 
-def test_setup_returns_the_study_in_one_call(fresh_cache, capsys):
+def test_setup_returns_the_study_in_one_call(study_cache, capsys):
     p = _tiny()
     preset, settings, streams, pretrained = study.setup("forgetting", p, progress=False)
     assert "preset   : quick" in capsys.readouterr().out  # the environment is printed

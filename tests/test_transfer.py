@@ -180,7 +180,7 @@ TINY_SWEEP = dict(fractions=(0.01, 0.03), lrs=(1e-3, 3e-3), max_iters=30, batch_
                   eval_iters=2, patience=2, small=0.01)
 
 
-def test_continued_sources_differ_from_their_parent_and_are_cached(fresh_cache):
+def test_continued_sources_differ_from_their_parent_and_are_cached(study_cache):
     p = _tiny_study()
     parent = study.source_model("shakespeare", p)
     dapt = study.source_model("shakespeare+esco-skills", p)
@@ -189,10 +189,10 @@ def test_continued_sources_differ_from_their_parent_and_are_cached(fresh_cache):
     assert not torch.equal(w(parent), w(dapt)) and not torch.equal(w(dapt), w(control))
     again = study.source_model("shakespeare+esco-skills", p)
     assert torch.equal(w(again), w(dapt))
-    assert len(list((fresh_cache / "continued").glob("*.safetensors"))) == 2
+    assert len(list((study_cache / "continued").glob("*.safetensors"))) == 2
 
 
-def test_finetune_run_records_the_best_weights_test_loss_and_is_cached(fresh_cache):
+def test_finetune_run_records_the_best_weights_test_loss_and_is_cached(study_cache):
     p = _tiny_study()
     run = transfer.finetune_run("scratch", 0.01, 3e-3, p, TINY_SWEEP)
     assert set(run) >= {"source", "fraction", "lr", "docs", "tokens", "val", "step", "steps", "test", "history"}
@@ -204,7 +204,7 @@ def test_finetune_run_records_the_best_weights_test_loss_and_is_cached(fresh_cac
     assert best["val"] == min(v for _, v in best["tried"]) and len(best["tried"]) == 2
 
 
-def test_learning_curve_has_one_row_per_source_and_size(fresh_cache):
+def test_learning_curve_has_one_row_per_source_and_size(study_cache):
     p = _tiny_study()
     curve = transfer.learning_curve(["shakespeare", "scratch"], preset=p, settings=TINY_SWEEP, progress=False)
     assert len(curve) == 4 and set(curve.source) == {"shakespeare", "scratch"}
@@ -213,13 +213,17 @@ def test_learning_curve_has_one_row_per_source_and_size(fresh_cache):
     assert len(table) == 2 and (table.gain == table.scratch - table.test).all()
 
 
-def test_stacked_sweep_gives_the_runs_trained_alone(fresh_cache, tmp_path, monkeypatch):
+def test_stacked_sweep_gives_the_runs_trained_alone(study_cache, tmp_path, monkeypatch):
     p = _tiny_study()
     sweep = dict(TINY_SWEEP, max_iters=80, lrs=(1e-3, 5e-2))  # the high rate overfits and stops early
     points = [(s, f, lr) for f in sweep["fractions"] for s in ("shakespeare", "scratch") for lr in sweep["lrs"]]
     stacked = transfer.finetune_runs(points, p, sweep, stacked=True)
     assert all(r["stacked"] == len(points) for r in stacked)  # one schedule here: every run in one stack
-    monkeypatch.setenv("TLTEACH_CACHE", str(tmp_path / "alone"))
+    alone_cache = tmp_path / "alone"
+    alone_cache.mkdir()
+    for kind in ("tokenizers", "pretrained"):  # the same sources, not the same fine-tuning runs
+        (alone_cache / kind).symlink_to(study_cache / kind)
+    monkeypatch.setenv("TLTEACH_CACHE", str(alone_cache))
     alone = transfer.finetune_runs(points, p, sweep, stacked=False)
     assert all(r["stacked"] == 1 for r in alone)
     for a, b in zip(alone, stacked):

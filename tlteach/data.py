@@ -451,8 +451,16 @@ def get_batch(ids: torch.Tensor, block_size: int, batch_size: int, generator: to
     return x.to(device), y.to(device)
 
 
+_ENCODED: dict[tuple, torch.Tensor] = {}  # (corpus, split, its texts' hash, tokenizer) -> token stream, this process
+_ENCODED_MAX = 32
+
+
 def token_splits(corpus: str | DatasetDict, tokenizer, splits: Sequence[str] = SPLITS) -> dict[str, torch.Tensor]:
-    """A corpus's splits as token streams (:func:`encode_split` of each), keyed by split name (notebooks 02 to 09)."""
+    """A corpus's splits as token streams (:func:`encode_split` of each), keyed by split name (notebooks 02 to 10).
+
+    A named corpus's splits are encoded once per text and tokenizer in a process (a sweep asks for the same
+    held-out text once per run); each call gets its own copy, so changing one never changes what the next call
+    returns."""
     ds = load_corpus(corpus) if isinstance(corpus, str) else corpus
     if not hasattr(ds, "keys"):
         raise TypeError(f"corpus must be a corpus name or a datasets.DatasetDict, got {type(corpus).__name__}")
@@ -461,7 +469,18 @@ def token_splits(corpus: str | DatasetDict, tokenizer, splits: Sequence[str] = S
     missing = [s for s in splits if s not in ds]
     if missing:
         raise ValueError(f"the corpus has no split {missing[0]!r}; its splits are {list(ds)}")
-    return {s: encode_split(ds[s], tokenizer) for s in splits}
+    named = isinstance(corpus, str) and callable(getattr(tokenizer, "fingerprint", None))
+    if not named:
+        return {s: encode_split(ds[s], tokenizer) for s in splits}
+    out = {}
+    for split in splits:
+        key = (corpus, split, fingerprint(ds[split]), type(tokenizer).__name__, tokenizer.fingerprint())
+        if key not in _ENCODED:
+            if len(_ENCODED) >= _ENCODED_MAX:
+                _ENCODED.pop(next(iter(_ENCODED)))  # the oldest
+            _ENCODED[key] = encode_split(ds[split], tokenizer)
+        out[split] = _ENCODED[key].clone()
+    return out
 
 
 def __getattr__(name: str):
