@@ -27,6 +27,12 @@ def table() -> str:
     for nb in notebooks:
         cells = [f"{seconds[(nb, p, d)]:.0f} s" if (nb, p, d) in seconds else "" for p, d in columns]
         lines.append(f"| {nb} | " + " | ".join(cells) + " |")
+    totals = []  # the whole course, where every notebook has a time in the column
+    for p, d in columns:
+        have = [seconds[(nb, p, d)] for nb in notebooks if (nb, p, d) in seconds]
+        totals.append(f"**{sum(have) / 60:.0f} min**" if len(have) == len(notebooks) else
+                      f"({len(notebooks) - len(have)} missing)")
+    lines.append("| **whole course** | " + " | ".join(totals) + " |")
     return "\n".join(lines)
 
 
