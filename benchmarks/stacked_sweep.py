@@ -168,6 +168,62 @@ def floor(runs: int = 15) -> None:
           f"{all_share:.0%}, at {all_rate:5.1f} GFLOP/s; operator calls under 20 us: {all_small:.0%}")
     print(f"  one 1024 x 1024 matrix product: {big:5.1f} GFLOP/s (about what these cores can do)")
     print(f"  {runs} steps alone / one stacked step: {runs * one_ms / all_ms:.2f}x")
+    grouped_ms = grouped(models, x, y)
+    print(f"  grouped products by hand: {grouped_ms:6.1f} ms/step = {grouped_ms / runs:5.1f} ms per run (no vmap, one "
+          f"bmm per layer for all {runs} runs, one fused AdamW over the stacked weights: the most a stack can gain)")
+    print(f"  {runs} steps alone / one grouped step: {runs * one_ms / grouped_ms:.2f}x")
+
+
+def grouped(models: list, x: torch.Tensor, y: torch.Tensor, repeats: int = 10) -> float:
+    """Milliseconds per training step of ``models`` written as one model with grouped matrix products: every weight
+    stacked along a leading run dimension, each linear layer one ``baddbmm`` over the runs, attention over
+    ``runs x batch`` sequences, one cross-entropy, one fused AdamW (one learning rate, no clipping: a best case that
+    a stack with each run's own schedule can only approach). Its losses are checked against each model's own."""
+    import torch.nn.functional as F
+
+    R, (B, T), c = len(models), x.shape[1:], models[0].config
+    C, H = c.n_embd, c.n_head
+    stacked = {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n, _ in models[0].named_parameters()}
+    # (runs, in, out) for a linear layer's weight, (runs, 1, n) for a vector; the embeddings as they are
+    P = {n: (w if n.startswith("transformer.w") else w.transpose(1, 2) if w.dim() == 3 else w.unsqueeze(1))
+         .contiguous().requires_grad_() for n, w in stacked.items()}
+
+    def linear(h, name):
+        return torch.baddbmm(P[f"{name}.bias"], h, P[f"{name}.weight"])
+
+    def norm(h, name):
+        return F.layer_norm(h, (C,)) * P[f"{name}.weight"] + P[f"{name}.bias"]
+
+    def losses(idx, targets):
+        wte = P["transformer.wte.weight"]
+        h = torch.gather(wte, 1, idx.reshape(R, B * T, 1).expand(-1, -1, C))
+        h = (h.view(R, B, T, C) + P["transformer.wpe.weight"][:, None, :T]).view(R, B * T, C)
+        for i in range(c.n_layer):
+            a = f"transformer.h.{i}"
+            q, k, v = linear(norm(h, f"{a}.ln_1"), f"{a}.attn.c_attn").view(R * B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)
+            att = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(R, B * T, C)
+            h = h + linear(att, f"{a}.attn.c_proj")
+            h = h + linear(F.gelu(linear(norm(h, f"{a}.ln_2"), f"{a}.mlp.c_fc"), approximate="tanh"), f"{a}.mlp.c_proj")
+        logits = torch.bmm(norm(h, "transformer.ln_f"), wte.transpose(1, 2))
+        return F.cross_entropy(logits.view(-1, c.vocab_size), targets.reshape(-1), reduction="none").view(R, -1).mean(1)
+
+    with torch.no_grad():
+        alone = torch.stack([m(x[i], y[i])[1] for i, m in enumerate(models)])
+        assert torch.allclose(losses(x, y), alone, atol=1e-5), "the grouped model does not compute the models' losses"
+    opt = torch.optim.AdamW(list(P.values()), lr=1e-3, fused=True)
+
+    def step():
+        loss = losses(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return 1000 * (time.perf_counter() - start) / repeats
 
 
 def main() -> None:

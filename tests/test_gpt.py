@@ -125,3 +125,23 @@ def test_not_a_checkpoint(tmp_path):
         checkpoint.load_model(tmp_path / "x.safetensors")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         checkpoint.load_model(tmp_path / "missing")
+
+
+def test_gelu_is_gpt2s_tanh_gelu_with_its_gradient():
+    """The CPU's sigmoid form of GELU computes F.gelu(approximate="tanh") and its gradient, also for extreme
+    inputs (where x^3 is huge), and falls back to F.gelu under torch.func (EWC's per-example gradients)."""
+    import torch.nn.functional as F
+
+    from tlteach.gpt import GELU
+
+    x = torch.cat([torch.randn(4096) * 3, torch.tensor([-1e4, -30.0, -5.0, 0.0, 5.0, 30.0, 1e4])]).requires_grad_()
+    g = torch.randn_like(x)
+    ours, ref = GELU()(x), F.gelu(x, approximate="tanh")
+    assert torch.allclose(ours, ref, atol=2e-6, rtol=1e-6)
+    (d_ours,), (d_ref,) = torch.autograd.grad(ours, x, g), torch.autograd.grad(ref, x, g)
+    assert torch.allclose(d_ours, d_ref, atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(d_ours).all()
+    few = x.detach()[:12].view(3, 4).requires_grad_()
+    per_example = torch.func.vmap(torch.func.grad(lambda v: GELU()(v).sum()))(few.detach())
+    (expected,) = torch.autograd.grad(F.gelu(few, approximate="tanh").sum(), few)
+    assert torch.allclose(per_example, expected, atol=1e-6)
