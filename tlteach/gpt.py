@@ -109,20 +109,32 @@ _GELU_B = _GELU_A * 0.044715
 
 
 class _SigmoidGELU(torch.autograd.Function):
-    """GPT-2's GELU and its gradient written with a sigmoid, in place where it can be (see :class:`GELU`)."""
+    """GPT-2's GELU and its gradient written with a sigmoid, in place where it can be (see :class:`GELU`); it runs
+    under ``torch.func``'s ``vmap`` and ``grad`` too (EWC's per-example gradients, a stack of runs)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = (x * x).mul_(_GELU_B).add_(_GELU_A).mul_(x).sigmoid_()
-        ctx.save_for_backward(x, s)
-        return s.mul(x)
+        return s * x, s  # the sigmoid too, kept for the backward pass
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+    def setup_context(ctx, inputs: tuple, output: tuple) -> None:
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no tensor of zeros for the sigmoid's gradient
+        ctx.save_for_backward(inputs[0], output[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+        if grad is None:
+            return None
         x, s = ctx.saved_tensors  # d/dx x s(z) = s (1 + (1 - s) x dz/dx), z = A x + B x^3
-        t = (x * x).mul_(3 * _GELU_B).add_(_GELU_A).mul_(x)  # x dz/dx; one new tensor, the rest in place
-        return t.addcmul_(t, s, value=-1).add_(1).mul_(s).mul_(grad)
+        t = (x * x).mul_(3 * _GELU_B).add_(_GELU_A).mul_(x)  # x dz/dx
+        # t - t s: in place, but under vmap (which has no batching rule for addcmul_) into a new tensor
+        batched = torch._C._functorch.is_functorch_wrapped_tensor(t)
+        t = torch.addcmul(t, t, s, value=-1) if batched else t.addcmul_(t, s, value=-1)
+        return t.add_(1).mul_(s).mul_(grad)
 
 
 class GELU(nn.Module):
@@ -131,14 +143,13 @@ class GELU(nn.Module):
 
     On a CPU it is computed as ``x * sigmoid(2u)``, the same function (within 1e-6 in fp32), because torch's CPU
     ``tanh`` is about four times slower than its ``sigmoid``: forward and backward take about half the time of
-    ``F.gelu(x, approximate="tanh")``, which was a tenth of a small GPT's training step on this course's CPU.
-    Elsewhere (a GPU, ``torch.compile``, ``torch.func`` transforms, other dtypes) it is ``F.gelu``."""
+    ``F.gelu(x, approximate="tanh")``, which was a tenth of a small GPT's training step on this course's CPU
+    (``benchmarks/gelu_speed.py``). Elsewhere (a GPU, ``torch.compile``, other dtypes) it is ``F.gelu``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != "cpu" or x.dtype != torch.float32 or torch.compiler.is_compiling()
-                or torch._C._functorch.is_functorch_wrapped_tensor(x)):
+        if x.device.type != "cpu" or x.dtype != torch.float32 or torch.compiler.is_compiling():
             return F.gelu(x, approximate="tanh")
-        return _SigmoidGELU.apply(x)
+        return _SigmoidGELU.apply(x)[0]
 
 
 class MLP(nn.Module):
