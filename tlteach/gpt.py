@@ -142,9 +142,9 @@ class GELU(nn.Module):
     notebook 02 writes it out).
 
     On a CPU it is computed as ``x * sigmoid(2u)``, the same function (within 1e-6 in fp32), because torch's CPU
-    ``tanh`` is about four times slower than its ``sigmoid``: forward and backward take about half the time of
-    ``F.gelu(x, approximate="tanh")``, which was a tenth of a small GPT's training step on this course's CPU
-    (``benchmarks/gelu_speed.py``). Elsewhere (a GPU, ``torch.compile``, other dtypes) it is ``F.gelu``."""
+    ``tanh`` is about four times slower than its ``sigmoid``: with one thread, forward and backward take half the time
+    of ``F.gelu(x, approximate="tanh")`` and a small GPT's training step 7-8% less (with two threads, 0-6% less;
+    ``benchmarks/gelu_speed.py``). Elsewhere (a GPU, ``torch.compile``, other dtypes) it is ``F.gelu``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.dtype != torch.float32 or torch.compiler.is_compiling():
