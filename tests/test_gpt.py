@@ -129,7 +129,7 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_gelu_is_gpt2s_tanh_gelu_with_its_gradient():
     """The CPU's sigmoid form of GELU computes F.gelu(approximate="tanh") and its gradient, also for extreme
-    inputs (where x^3 is huge), and falls back to F.gelu under torch.func (EWC's per-example gradients)."""
+    inputs (where x^3 is huge), and the same under torch.func's vmap(grad) (EWC's per-example gradients, a stack)."""
     import torch.nn.functional as F
 
     from tlteach.gpt import GELU
