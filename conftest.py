@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 TIMES = Path(__file__).parent / "benchmarks" / "notebook_times.csv"
 FIRST = "02-pretraining-a-tiny-gpt"
 
@@ -36,6 +38,7 @@ def scope_rank(scope: str, seconds: dict[str, float]) -> tuple:
     return (0, 0.0) if name == FIRST else (1, -seconds.get(name, 0.0))
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without xdist (-p no:xdist) has no such hook
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadFileScheduling
 
